@@ -1,0 +1,769 @@
+//! `deploy.toml` + flags + the AWS environment, resolved into one [`Target`].
+//!
+//! Precedence, highest first: command-line flags, the standard AWS environment
+//! (`AWS_PROFILE`, `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`), the target's
+//! table in `deploy.toml`, its `[defaults]` table, the built-in defaults (the chapter's names).
+//! The file never holds credentials; those come from the standard AWS chain.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::failure::Failure;
+
+/// The name of the built-in target that deploys to the local sandbox.
+pub const SANDBOX: &str = "sandbox";
+pub const FILE_NAME: &str = "deploy.toml";
+
+/// Everything a deploy needs, resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    pub name: String,
+    /// The local stand-ins instead of AWS.
+    pub sandbox: bool,
+    pub region: String,
+    pub profile: Option<String>,
+    /// Endpoint for every AWS API call (the sandbox's moto server, LocalStack, a VPC endpoint).
+    pub endpoint_url: Option<String>,
+    /// Registry host (`host[:port]`) to push to, instead of the one in ECR's authorization token.
+    pub registry: Option<String>,
+    pub cluster: String,
+    pub service: String,
+    /// The task definition kept in the repository (relative to the project root).
+    pub task_definition: PathBuf,
+    pub strategy: RollStrategy,
+    pub images: Vec<Image>,
+    pub entrypoint: EntrypointConfig,
+    pub verify: VerifyConfig,
+    #[serde(with = "secs")]
+    pub roll_timeout: Duration,
+}
+
+/// One image the deploy builds and pushes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Image {
+    /// The container of the task definition that runs this image (`rails`, `nginx`).
+    pub container: String,
+    /// The ECR repository name (`zenn-clone-rails`).
+    pub repository: String,
+    pub dockerfile: PathBuf,
+    pub context: PathBuf,
+    pub build_args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntrypointConfig {
+    pub file: PathBuf,
+    /// Steps that run on the first deploy only (`db:create`, `db:seed`).
+    pub first_deploy_only: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyConfig {
+    /// The health-check URL; `{public_ip}` is replaced by the new task's public IP.
+    pub url: String,
+    pub expect_status: u16,
+    /// When set, the JSON body's `message` must equal it.
+    pub expect_message: Option<String>,
+    /// How long verification retries before it fails.
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+}
+
+/// How the service is rolled onto the new image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RollStrategy {
+    /// UpdateService with forceNewDeployment: the new task starts before the old one stops.
+    ForceNewDeployment,
+    /// The chapter's way: stop the running tasks and let the service replace them (downtime).
+    StopTasks,
+}
+
+impl fmt::Display for RollStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RollStrategy::ForceNewDeployment => "force-new-deployment",
+            RollStrategy::StopTasks => "stop-tasks",
+        })
+    }
+}
+
+impl std::str::FromStr for RollStrategy {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "force-new-deployment" => Ok(RollStrategy::ForceNewDeployment),
+            "stop-tasks" => Ok(RollStrategy::StopTasks),
+            _ => bail!("unknown strategy `{s}`: use `force-new-deployment` or `stop-tasks`"),
+        }
+    }
+}
+
+/// Overrides from the command line (flattened into every command that talks to AWS).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TargetFlags {
+    /// Deploy target from deploy.toml [default: the file's `default_target`]
+    #[arg(long, value_name = "NAME", conflicts_with = "sandbox")]
+    pub target: Option<String>,
+    /// Use the local sandbox (moto, a local registry, Docker) instead of AWS
+    #[arg(long)]
+    pub sandbox: bool,
+    /// AWS region [env: AWS_REGION]
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// AWS profile from ~/.aws/config [env: AWS_PROFILE]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Endpoint URL for all AWS API calls [env: AWS_ENDPOINT_URL]
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+impl TargetFlags {
+    /// The target name these flags select, before the file is read.
+    pub fn requested(&self) -> Option<&str> {
+        if self.sandbox {
+            Some(SANDBOX)
+        } else {
+            self.target.as_deref()
+        }
+    }
+}
+
+/// Where the running sandbox listens, from its state file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxEndpoints {
+    pub endpoint_url: String,
+    pub registry: String,
+}
+
+/// `deploy.toml`, parsed but not resolved.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployFile {
+    default_target: Option<String>,
+    #[serde(default)]
+    defaults: RawTarget,
+    #[serde(default)]
+    targets: BTreeMap<String, RawTarget>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    region: Option<String>,
+    profile: Option<String>,
+    endpoint_url: Option<String>,
+    registry: Option<String>,
+    cluster: Option<String>,
+    service: Option<String>,
+    task_definition: Option<PathBuf>,
+    strategy: Option<String>,
+    images: Option<BTreeMap<String, RawImage>>,
+    entrypoint: Option<RawEntrypoint>,
+    verify: Option<RawVerify>,
+    timeouts: Option<RawTimeouts>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    repository: Option<String>,
+    dockerfile: Option<PathBuf>,
+    context: Option<PathBuf>,
+    build_args: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntrypoint {
+    file: Option<PathBuf>,
+    first_deploy_only: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    url: Option<String>,
+    expect_status: Option<u16>,
+    expect_message: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    roll: Option<String>,
+}
+
+/// Keys that would mean credentials in the file; refused with a pointer to the AWS chain.
+const CREDENTIAL_KEYS: [&str; 5] = [
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "secret_access_key",
+    "password",
+];
+
+impl DeployFile {
+    /// Reads `deploy.toml` from the project root.
+    pub fn load(root: &Path) -> Result<DeployFile> {
+        let path = root.join(FILE_NAME);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))
+            .context("deploy.toml is required: restore it from git (`git checkout deploy.toml`)")
+            .context(Failure::Input)?;
+        DeployFile::parse(&text).with_context(|| format!("{} is invalid", path.display()))
+    }
+
+    /// Parses the file's text; errors name the line and the key.
+    pub fn parse(text: &str) -> Result<DeployFile> {
+        for (n, line) in text.lines().enumerate() {
+            let key = line.split('=').next().unwrap_or("").trim().trim_matches('"').to_lowercase();
+            if line.contains('=') && CREDENTIAL_KEYS.contains(&key.as_str()) {
+                return Err(anyhow!(
+                    "line {}: `{key}` looks like a credential; deploy.toml never holds credentials: \
+                     remove it and use AWS_PROFILE, `aws sso login` or the AWS_* environment variables",
+                    n + 1
+                )
+                .context(Failure::Input));
+            }
+        }
+        let file: DeployFile = toml::from_str(text)
+            .map_err(|e| anyhow!("{}", e.to_string().trim_end()))
+            .context(Failure::Input)?;
+        if let Some(name) = &file.default_target {
+            if !file.targets.contains_key(name) && name != SANDBOX {
+                return Err(anyhow!(
+                    "`default_target = \"{name}\"` names no [targets.{name}] table (known: {})",
+                    file.target_names().join(", ")
+                )
+                .context(Failure::Input));
+            }
+        }
+        Ok(file)
+    }
+
+    /// The targets the file defines, plus the built-in sandbox.
+    pub fn target_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.targets.keys().cloned().collect();
+        if !names.iter().any(|n| n == SANDBOX) {
+            names.push(SANDBOX.to_string());
+        }
+        names
+    }
+
+    /// Resolves the selected target with flags, environment and (for the sandbox) its endpoints.
+    pub fn resolve(
+        &self,
+        flags: &TargetFlags,
+        env: &dyn Fn(&str) -> Option<String>,
+        sandbox: Option<&SandboxEndpoints>,
+    ) -> Result<Target> {
+        self.resolve_inner(flags, env, sandbox).context(Failure::Input)
+    }
+
+    fn resolve_inner(
+        &self,
+        flags: &TargetFlags,
+        env: &dyn Fn(&str) -> Option<String>,
+        sandbox: Option<&SandboxEndpoints>,
+    ) -> Result<Target> {
+        let name = match flags.requested() {
+            Some(name) => name.to_string(),
+            None => self.default_target.clone().unwrap_or_else(|| "production".to_string()),
+        };
+        let is_sandbox = name == SANDBOX;
+        let table = match self.targets.get(&name) {
+            Some(table) => table.clone(),
+            None if is_sandbox => RawTarget::default(),
+            None => bail!(
+                "unknown target `{name}`: deploy.toml has no [targets.{name}] (known: {})",
+                self.target_names().join(", ")
+            ),
+        };
+        let builtin = if is_sandbox { RawTarget::builtin_sandbox() } else { RawTarget::default() };
+        let raw = table.over(&self.defaults.clone().over(&builtin));
+
+        let env = |key: &str| env(key).filter(|v| !v.is_empty());
+        let (region, profile, endpoint_url, registry) = if is_sandbox {
+            if flags.endpoint_url.is_some() || flags.profile.is_some() {
+                bail!("--endpoint-url and --profile do not apply to the sandbox: it uses its own endpoints and credentials");
+            }
+            let region = flags.region.clone().or(raw.region).unwrap_or_else(default_region);
+            let endpoint = sandbox.map(|s| s.endpoint_url.clone());
+            let registry = sandbox.map(|s| s.registry.clone());
+            (region, None, endpoint, registry)
+        } else {
+            let region = flags
+                .region
+                .clone()
+                .or_else(|| env("AWS_REGION"))
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .or(raw.region)
+                .unwrap_or_else(default_region);
+            let profile = flags.profile.clone().or_else(|| env("AWS_PROFILE")).or(raw.profile);
+            let endpoint =
+                flags.endpoint_url.clone().or_else(|| env("AWS_ENDPOINT_URL")).or(raw.endpoint_url);
+            (region, profile, endpoint, raw.registry)
+        };
+        if let Some(url) = &endpoint_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("endpoint URL `{url}` must start with http:// or https://");
+            }
+        }
+
+        let strategy = match raw.strategy {
+            Some(s) => s.parse().context("key `strategy`")?,
+            None => RollStrategy::ForceNewDeployment,
+        };
+
+        let mut images = Vec::new();
+        for (container, image) in raw.images.unwrap_or_default() {
+            let repository = image.repository.with_context(|| {
+                format!("image `{container}` has no `repository`: set [defaults.images.{container}] repository")
+            })?;
+            images.push(Image {
+                dockerfile: image
+                    .dockerfile
+                    .unwrap_or_else(|| PathBuf::from(&container).join("Dockerfile.prod")),
+                context: image.context.unwrap_or_else(|| PathBuf::from(&container)),
+                build_args: image.build_args.unwrap_or_default(),
+                repository,
+                container,
+            });
+        }
+        if images.is_empty() {
+            bail!("target `{name}` builds no image: add [defaults.images.<container>] tables");
+        }
+
+        let entrypoint = raw.entrypoint.unwrap_or_default();
+        let entrypoint = EntrypointConfig {
+            file: entrypoint.file.unwrap_or_else(|| PathBuf::from("rails/entrypoint.prod.sh")),
+            first_deploy_only: entrypoint
+                .first_deploy_only
+                .unwrap_or_else(|| vec!["db:create".to_string(), "db:seed".to_string()]),
+        };
+        if entrypoint.first_deploy_only.is_empty() {
+            bail!("`entrypoint.first_deploy_only` is empty: list the steps that run on the first deploy only, such as \"db:create\"");
+        }
+
+        let verify = raw.verify.unwrap_or_default();
+        let verify = VerifyConfig {
+            url: verify.url.unwrap_or_else(|| "http://{public_ip}/api/v1/health_check".to_string()),
+            expect_status: verify.expect_status.unwrap_or(200),
+            expect_message: verify.expect_message,
+            timeout: match verify.timeout {
+                Some(t) => parse_duration(&t).context("key `verify.timeout`")?,
+                None => Duration::from_secs(60),
+            },
+        };
+        let roll_timeout = match raw.timeouts.and_then(|t| t.roll) {
+            Some(t) => parse_duration(&t).context("key `timeouts.roll`")?,
+            None => Duration::from_secs(600),
+        };
+
+        Ok(Target {
+            sandbox: is_sandbox,
+            region,
+            profile,
+            endpoint_url,
+            registry,
+            cluster: raw.cluster.unwrap_or_else(|| "zenn-clone-cluster".to_string()),
+            service: raw.service.unwrap_or_else(|| "zenn-clone-backend-service".to_string()),
+            task_definition: raw
+                .task_definition
+                .unwrap_or_else(|| PathBuf::from("rails/task-definition.json")),
+            strategy,
+            images,
+            entrypoint,
+            verify,
+            roll_timeout,
+            name,
+        })
+    }
+}
+
+fn default_region() -> String {
+    "ap-northeast-1".to_string()
+}
+
+impl RawTarget {
+    /// Values of the built-in sandbox target that no file has to spell out.
+    fn builtin_sandbox() -> RawTarget {
+        let arg = |k: &str, v: &str| Some(BTreeMap::from([(k.to_string(), v.to_string())]));
+        RawTarget {
+            images: Some(BTreeMap::from([
+                (
+                    "rails".to_string(),
+                    RawImage {
+                        build_args: arg("RUBY_IMAGE", "zenn-sandbox/ruby:3.1"),
+                        ..RawImage::default()
+                    },
+                ),
+                (
+                    "nginx".to_string(),
+                    RawImage {
+                        build_args: arg("NGINX_IMAGE", "zenn-sandbox/nginx:1.22"),
+                        ..RawImage::default()
+                    },
+                ),
+            ])),
+            timeouts: Some(RawTimeouts { roll: Some("5m".to_string()) }),
+            ..RawTarget::default()
+        }
+    }
+
+    /// `self` where set, `base` elsewhere; image tables merge key by key.
+    fn over(self, base: &RawTarget) -> RawTarget {
+        let base = base.clone();
+        RawTarget {
+            region: self.region.or(base.region),
+            profile: self.profile.or(base.profile),
+            endpoint_url: self.endpoint_url.or(base.endpoint_url),
+            registry: self.registry.or(base.registry),
+            cluster: self.cluster.or(base.cluster),
+            service: self.service.or(base.service),
+            task_definition: self.task_definition.or(base.task_definition),
+            strategy: self.strategy.or(base.strategy),
+            images: merge_images(self.images, base.images),
+            entrypoint: match (self.entrypoint, base.entrypoint) {
+                (Some(a), Some(b)) => Some(RawEntrypoint {
+                    file: a.file.or(b.file),
+                    first_deploy_only: a.first_deploy_only.or(b.first_deploy_only),
+                }),
+                (a, b) => a.or(b),
+            },
+            verify: match (self.verify, base.verify) {
+                (Some(a), Some(b)) => Some(RawVerify {
+                    url: a.url.or(b.url),
+                    expect_status: a.expect_status.or(b.expect_status),
+                    expect_message: a.expect_message.or(b.expect_message),
+                    timeout: a.timeout.or(b.timeout),
+                }),
+                (a, b) => a.or(b),
+            },
+            timeouts: match (self.timeouts, base.timeouts) {
+                (Some(a), Some(b)) => Some(RawTimeouts { roll: a.roll.or(b.roll) }),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
+fn merge_images(
+    top: Option<BTreeMap<String, RawImage>>,
+    base: Option<BTreeMap<String, RawImage>>,
+) -> Option<BTreeMap<String, RawImage>> {
+    let (top, base) = match (top, base) {
+        (None, b) => return b,
+        (t, None) => return t,
+        (Some(t), Some(b)) => (t, b),
+    };
+    let mut out = base;
+    for (name, image) in top {
+        let merged = match out.remove(&name) {
+            Some(b) => RawImage {
+                repository: image.repository.or(b.repository),
+                dockerfile: image.dockerfile.or(b.dockerfile),
+                context: image.context.or(b.context),
+                build_args: match (image.build_args, b.build_args) {
+                    (Some(mut t), Some(b)) => {
+                        for (k, v) in b {
+                            t.entry(k).or_insert(v);
+                        }
+                        Some(t)
+                    }
+                    (t, b) => t.or(b),
+                },
+            },
+            None => image,
+        };
+        out.insert(name, merged);
+    }
+    Some(out)
+}
+
+/// `500ms`, `90s`, `10m`, `1m30s`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let bad = || anyhow!("`{text}` is not a duration: write it like `90s`, `10m` or `1m30s`");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            _ => return Err(bad()),
+        };
+        total += unit;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+mod secs {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+impl Target {
+    /// The target as `key = value` lines for `cargo xtask config` (no credentials exist in it).
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{k:<28} {v}\n"));
+        line(
+            "target",
+            format!("{}{}", self.name, if self.sandbox { " (local sandbox)" } else { "" }),
+        );
+        line("region", self.region.clone());
+        line(
+            "profile",
+            self.profile.clone().unwrap_or_else(|| "(default credential chain)".into()),
+        );
+        line(
+            "endpoint_url",
+            self.endpoint_url.clone().unwrap_or_else(|| {
+                if self.sandbox {
+                    "(sandbox not running)".into()
+                } else {
+                    "(AWS default)".into()
+                }
+            }),
+        );
+        line(
+            "registry",
+            self.registry.clone().unwrap_or_else(|| "(from the ECR authorization token)".into()),
+        );
+        line("cluster", self.cluster.clone());
+        line("service", self.service.clone());
+        line("task_definition", self.task_definition.display().to_string());
+        line("strategy", self.strategy.to_string());
+        for image in &self.images {
+            let p = format!("images.{}", image.container);
+            line(&format!("{p}.repository"), image.repository.clone());
+            line(&format!("{p}.dockerfile"), image.dockerfile.display().to_string());
+            line(&format!("{p}.context"), image.context.display().to_string());
+            for (k, v) in &image.build_args {
+                line(&format!("{p}.build_args.{k}"), v.clone());
+            }
+        }
+        line("entrypoint.file", self.entrypoint.file.display().to_string());
+        line("entrypoint.first_deploy_only", self.entrypoint.first_deploy_only.join(", "));
+        line("verify.url", self.verify.url.clone());
+        line("verify.expect_status", self.verify.expect_status.to_string());
+        line(
+            "verify.expect_message",
+            self.verify.expect_message.clone().unwrap_or_else(|| "(any)".into()),
+        );
+        line("verify.timeout", format!("{}s", self.verify.timeout.as_secs()));
+        line("timeouts.roll", format!("{}s", self.roll_timeout.as_secs()));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+default_target = "production"
+
+[defaults]
+region = "ap-northeast-1"
+cluster = "zenn-clone-cluster"
+service = "zenn-clone-backend-service"
+
+[defaults.images.rails]
+repository = "zenn-clone-rails"
+dockerfile = "rails/Dockerfile.prod"
+context = "rails"
+
+[defaults.images.nginx]
+repository = "zenn-clone-nginx"
+
+[targets.production]
+profile = "zenn"
+
+[targets.staging]
+service = "zenn-clone-staging"
+[targets.staging.images.rails]
+build_args = { RUBY_IMAGE = "ruby:3.1.2-slim" }
+"#;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn resolve(flags: TargetFlags, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> {
+        DeployFile::parse(FILE)?.resolve(&flags, env, None)
+    }
+
+    #[test]
+    fn defaults_follow_the_chapter() {
+        let t = resolve(TargetFlags::default(), &no_env).unwrap();
+        assert_eq!(t.name, "production");
+        assert_eq!(t.region, "ap-northeast-1");
+        assert_eq!(t.profile.as_deref(), Some("zenn"));
+        assert_eq!(t.cluster, "zenn-clone-cluster");
+        assert_eq!(t.service, "zenn-clone-backend-service");
+        assert_eq!(t.strategy, RollStrategy::ForceNewDeployment);
+        assert_eq!(t.verify.url, "http://{public_ip}/api/v1/health_check");
+        assert_eq!(t.roll_timeout, Duration::from_secs(600));
+        assert_eq!(t.entrypoint.first_deploy_only, ["db:create", "db:seed"]);
+        let nginx = t.images.iter().find(|i| i.container == "nginx").unwrap();
+        assert_eq!(nginx.dockerfile, Path::new("nginx/Dockerfile.prod"));
+        assert_eq!(nginx.context, Path::new("nginx"));
+    }
+
+    #[test]
+    fn target_table_overrides_defaults_key_by_key() {
+        let flags = TargetFlags { target: Some("staging".into()), ..TargetFlags::default() };
+        let t = resolve(flags, &no_env).unwrap();
+        assert_eq!(t.service, "zenn-clone-staging");
+        assert_eq!(t.cluster, "zenn-clone-cluster");
+        let rails = t.images.iter().find(|i| i.container == "rails").unwrap();
+        assert_eq!(rails.repository, "zenn-clone-rails");
+        assert_eq!(rails.build_args["RUBY_IMAGE"], "ruby:3.1.2-slim");
+    }
+
+    #[test]
+    fn flags_beat_environment_beats_file() {
+        let env = |k: &str| match k {
+            "AWS_REGION" => Some("us-east-1".to_string()),
+            "AWS_PROFILE" => Some("from-env".to_string()),
+            "AWS_ENDPOINT_URL" => Some("http://localhost:4566".to_string()),
+            _ => None,
+        };
+        let t = resolve(TargetFlags::default(), &env).unwrap();
+        assert_eq!(t.region, "us-east-1");
+        assert_eq!(t.profile.as_deref(), Some("from-env"));
+        assert_eq!(t.endpoint_url.as_deref(), Some("http://localhost:4566"));
+
+        let flags = TargetFlags {
+            region: Some("eu-west-1".into()),
+            profile: Some("from-flag".into()),
+            ..TargetFlags::default()
+        };
+        let t = resolve(flags, &env).unwrap();
+        assert_eq!(t.region, "eu-west-1");
+        assert_eq!(t.profile.as_deref(), Some("from-flag"));
+    }
+
+    #[test]
+    fn sandbox_is_built_in_and_ignores_the_aws_environment() {
+        let env =
+            |k: &str| (k == "AWS_ENDPOINT_URL").then(|| "https://ecs.amazonaws.com".to_string());
+        let endpoints = SandboxEndpoints {
+            endpoint_url: "http://127.0.0.1:5010".into(),
+            registry: "127.0.0.1:5011".into(),
+        };
+        let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
+        let t = DeployFile::parse(FILE).unwrap().resolve(&flags, &env, Some(&endpoints)).unwrap();
+        assert!(t.sandbox);
+        assert_eq!(t.endpoint_url.as_deref(), Some("http://127.0.0.1:5010"));
+        assert_eq!(t.registry.as_deref(), Some("127.0.0.1:5011"));
+        let rails = t.images.iter().find(|i| i.container == "rails").unwrap();
+        assert_eq!(rails.build_args["RUBY_IMAGE"], "zenn-sandbox/ruby:3.1");
+        assert_eq!(t.roll_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn unknown_target_names_the_known_ones() {
+        let flags = TargetFlags { target: Some("stagin".into()), ..TargetFlags::default() };
+        let err = resolve(flags, &no_env).unwrap_err();
+        assert_eq!(Failure::of(&err), Some(Failure::Input));
+        let msg = format!("{err:#}");
+        assert!(msg.contains("unknown target `stagin`"), "{msg}");
+        assert!(msg.contains("production, staging, sandbox"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_line() {
+        let err = DeployFile::parse("[defaults]\nregion = \"x\"\nregoin = \"y\"\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("line 3"), "{msg}");
+        assert!(msg.contains("regoin"), "{msg}");
+        assert_eq!(Failure::of(&err), Some(Failure::Input));
+    }
+
+    #[test]
+    fn credentials_are_refused() {
+        let err = DeployFile::parse("[defaults]\naws_secret_access_key = \"abc\"\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("line 2") && msg.contains("never holds credentials"), "{msg}");
+        assert!(!msg.contains("abc"), "the value must not be echoed: {msg}");
+    }
+
+    #[test]
+    fn malformed_toml_names_the_line() {
+        let err = DeployFile::parse("[defaults\nregion = 1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("line 1"), "{err:#}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        for bad in ["", "10", "m", "1x", "s10"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_repository_file_resolves_every_target() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let file = DeployFile::load(root).unwrap();
+        for name in file.target_names() {
+            let flags = TargetFlags { target: Some(name.clone()), ..TargetFlags::default() };
+            let t = file.resolve(&flags, &no_env, None).unwrap();
+            assert_eq!(t.images.len(), 2, "{name}");
+        }
+    }
+}
+
+/// `cargo xtask config`: print the resolved target.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub target: TargetFlags,
+}
+
+impl Args {
+    /// Prints the target; `sandbox` holds the sandbox's endpoints when it is running.
+    pub fn run(
+        self,
+        report: &crate::report::Reporter,
+        sandbox: Option<SandboxEndpoints>,
+    ) -> Result<()> {
+        let file = DeployFile::load(&crate::project_root())?;
+        let target = file.resolve(&self.target, &|k| std::env::var(k).ok(), sandbox.as_ref())?;
+        if report.json() {
+            report.event("config", serde_json::to_value(&target)?);
+        } else {
+            print!("{}", target.describe());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! Progress and results: redrawn lines on a terminal, plain lines when piped,
+//! and with `--json` one JSON object per event on stdout (human text stays on stderr).
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// stderr is a terminal: progress redraws one live line.
+    Terminal,
+    /// stderr is a file or pipe: progress prints a line only when it changes.
+    Plain,
+}
+
+pub struct Reporter {
+    style: Style,
+    json: bool,
+    started: Instant,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// A progress line is drawn on the terminal and must be cleared before other output.
+    live: bool,
+    /// Last progress text per key, so plain output repeats nothing.
+    last_progress: HashMap<String, String>,
+}
+
+impl Reporter {
+    pub fn new(json: bool) -> Reporter {
+        let style = if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+            Style::Terminal
+        } else {
+            Style::Plain
+        };
+        Reporter { style, json, started: Instant::now(), state: Mutex::new(State::default()) }
+    }
+
+    /// A reporter that prints plain lines and no JSON, for tests.
+    pub fn plain() -> Reporter {
+        Reporter {
+            style: Style::Plain,
+            json: false,
+            started: Instant::now(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// Time since the command started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// A line for the user (stderr); with `--json` also a `log` event.
+    pub fn info(&self, msg: impl Display) {
+        let msg = msg.to_string();
+        self.line(&msg);
+        self.event("log", json!({ "message": msg }));
+    }
+
+    /// A warning for the user; with `--json` also a `warning` event.
+    pub fn warn(&self, msg: impl Display) {
+        let msg = msg.to_string();
+        self.line(&format!("warning: {msg}"));
+        self.event("warning", json!({ "message": msg }));
+    }
+
+    /// Starts a phase: prints `==> name` and emits `phase_start`.
+    pub fn phase(&self, name: &'static str) -> Phase<'_> {
+        self.line(&format!("==> {name}"));
+        self.event("phase_start", json!({ "phase": name }));
+        Phase { reporter: self, name, started: Instant::now() }
+    }
+
+    /// Progress of a long wait. On a terminal the line is redrawn in place; otherwise it is
+    /// printed only when its text differs from the previous one for the same `key`.
+    pub fn progress(&self, key: &str, text: impl Display, data: Value) {
+        let text = text.to_string();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.last_progress.get(key) == Some(&text) {
+            return;
+        }
+        state.last_progress.insert(key.to_string(), text.clone());
+        let mut err = std::io::stderr().lock();
+        match self.style {
+            Style::Terminal => {
+                let width = terminal_width();
+                let shown: String = text.chars().take(width.saturating_sub(1)).collect();
+                let _ = write!(err, "\r\x1b[2K{shown}");
+                state.live = true;
+            }
+            Style::Plain => {
+                let _ = writeln!(err, "{text}");
+            }
+        }
+        let _ = err.flush();
+        drop(err);
+        drop(state);
+        if self.json {
+            let mut obj = json!({ "key": key, "message": text });
+            merge(&mut obj, data);
+            self.event("progress", obj);
+        }
+    }
+
+    /// Emits a JSON event on stdout when `--json` is on; otherwise does nothing.
+    pub fn event(&self, kind: &str, fields: Value) {
+        if !self.json {
+            return;
+        }
+        let mut obj = json!({ "event": kind, "elapsed_s": round_ms(self.started.elapsed()) });
+        merge(&mut obj, fields);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{obj}");
+        let _ = out.flush();
+    }
+
+    /// Prints a human line on stderr, first clearing a live progress line.
+    pub fn line(&self, text: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut err = std::io::stderr().lock();
+        if state.live {
+            let _ = write!(err, "\r\x1b[2K");
+            state.live = false;
+        }
+        let _ = writeln!(err, "{text}");
+        let _ = err.flush();
+    }
+}
+
+/// A running phase; `finish` (or drop, as a failure) reports its duration.
+pub struct Phase<'r> {
+    reporter: &'r Reporter,
+    name: &'static str,
+    started: Instant,
+}
+
+impl Phase<'_> {
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Ends the phase as a success and returns its duration.
+    pub fn finish(self) -> Duration {
+        let elapsed = self.started.elapsed();
+        self.end(true, elapsed);
+        std::mem::forget(self);
+        elapsed
+    }
+
+    fn end(&self, ok: bool, elapsed: Duration) {
+        let status = if ok { "done" } else { "failed" };
+        self.reporter.line(&format!("    {} {status} in {}", self.name, human_duration(elapsed)));
+        self.reporter.event(
+            "phase_end",
+            json!({ "phase": self.name, "ok": ok, "duration_s": round_ms(elapsed) }),
+        );
+    }
+}
+
+impl Drop for Phase<'_> {
+    fn drop(&mut self) {
+        self.end(false, self.started.elapsed());
+    }
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(into), Value::Object(from)) = (into, from) {
+        into.extend(from);
+    }
+}
+
+fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(100)
+}
+
+/// `1.2s`, `42s`, `3m05s`.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 10.0 {
+        format!("{secs:.1}s")
+    } else if secs < 60.0 {
+        format!("{}s", secs.round() as u64)
+    } else {
+        let total = secs.round() as u64;
+        format!("{}m{:02}s", total / 60, total % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(Duration::from_millis(1234)), "1.2s");
+        assert_eq!(human_duration(Duration::from_secs(42)), "42s");
+        assert_eq!(human_duration(Duration::from_secs(185)), "3m05s");
+    }
+
+    #[test]
+    fn merge_adds_fields() {
+        let mut a = json!({ "event": "x" });
+        merge(&mut a, json!({ "phase": "build" }));
+        assert_eq!(a, json!({ "event": "x", "phase": "build" }));
+    }
+}
