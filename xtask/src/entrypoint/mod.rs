@@ -17,7 +17,9 @@ use clap::Subcommand;
 use serde_json::json;
 use xshell::Shell;
 
-pub use edit::{Mode, Refusal, Status};
+pub use edit::{Mode, Status};
+
+use edit::Refusal;
 
 use crate::config::{DeployFile, TargetFlags};
 use crate::failure::Failure;
@@ -217,7 +219,11 @@ impl Args {
                 if report.json() {
                     report.event(
                         "entrypoint_status",
-                        json!({ "file": label, "mode": status.mode(), "steps": status.steps }),
+                        json!({
+                            "file": label,
+                            "mode": status.mode().map_or("mixed".to_string(), |m| m.to_string()),
+                            "steps": status.steps,
+                        }),
                     );
                 } else {
                     print!("{}", status.describe(&label));
