@@ -122,11 +122,22 @@ fn write_atomically(path: &Path, label: &str, contents: &[u8]) -> Result<()> {
     let dir = target.parent().unwrap_or(Path::new("."));
     let name = target.file_name().map_or("entrypoint".into(), |n| n.to_string_lossy());
     let temp = dir.join(format!(".{name}.xtask-{}.tmp", std::process::id()));
-    let written = write_temp(&temp, &meta, contents).and_then(|()| {
-        fs::rename(&temp, &target).with_context(|| format!("cannot rename it over {label}"))
-    });
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .with_context(|| format!("cannot create {}", temp.display()))
+        .and_then(|file| {
+            // From here on the temporary file is ours to remove if anything fails.
+            let filled = fill_temp(file, &meta, contents).and_then(|()| {
+                fs::rename(&temp, &target).with_context(|| format!("cannot rename it over {label}"))
+            });
+            if filled.is_err() {
+                let _ = fs::remove_file(&temp);
+            }
+            filled
+        });
     if let Err(err) = written {
-        let _ = fs::remove_file(&temp);
         return Err(err
             .context(format!(
                 "cannot write {label} (left unchanged): check that {} is writable",
@@ -141,12 +152,7 @@ fn write_atomically(path: &Path, label: &str, contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn write_temp(temp: &Path, meta: &fs::Metadata, contents: &[u8]) -> Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(temp)
-        .with_context(|| format!("cannot create {}", temp.display()))?;
+fn fill_temp(mut file: fs::File, meta: &fs::Metadata, contents: &[u8]) -> Result<()> {
     file.write_all(contents)?;
     let ours = file.metadata()?;
     if (ours.uid(), ours.gid()) != (meta.uid(), meta.gid()) {

@@ -54,11 +54,6 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if let Ok(meta) = fs::metadata(&self.0) {
-            let mut perms = meta.permissions();
-            perms.set_mode(0o755);
-            let _ = fs::set_permissions(&self.0, perms);
-        }
         let _ = fs::remove_dir_all(&self.0);
     }
 }
@@ -301,19 +296,21 @@ fn a_read_only_file_is_refused_when_it_must_change() {
     assert!(!apply_file(&path, Mode::First, &default_steps()).unwrap().changed);
 }
 
+/// A write that fails half way (here: the temporary file cannot be created) leaves the
+/// entrypoint whole and removes nothing it did not make.
 #[test]
-fn a_read_only_directory_leaves_the_file_whole() {
-    if unsafe { libc::geteuid() } == 0 {
-        // Root writes into a read-only directory anyway; nothing to observe.
-        return;
-    }
+fn a_failed_write_leaves_the_file_whole() {
     let dir = TempDir::new();
     let before = read(&test_data().join("chapter/first.sh"));
     let path = dir.file("entrypoint.prod.sh", &before, 0o755);
-    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o555)).unwrap();
+    let squatter = dir.0.join(format!(".entrypoint.prod.sh.xtask-{}.tmp", std::process::id()));
+    fs::write(&squatter, "not ours").unwrap();
     let err = apply_file(&path, Mode::Later, &default_steps()).unwrap_err();
     assert_eq!(Failure::of(&err), Some(Failure::Input));
+    assert!(format!("{err:#}").contains("(left unchanged)"), "{err:#}");
     assert_eq!(read(&path), before);
+    assert_eq!(mode_of(&path), 0o755);
+    assert_eq!(read(&squatter), "not ours");
 }
 
 #[test]
