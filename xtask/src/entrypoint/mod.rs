@@ -1,0 +1,270 @@
+//! `cargo xtask entrypoint first|later|status`: the deploy mode of `rails/entrypoint.prod.sh`.
+//!
+//! The text edit is pure ([`edit`]); this module reads the file, writes it atomically with its
+//! mode kept, and is what `first-deploy` and `deploy` call ([`apply_file`], [`check_file`]).
+
+mod edit;
+#[cfg(test)]
+mod tests;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use clap::Subcommand;
+use serde_json::json;
+use xshell::Shell;
+
+pub use edit::{Mode, Status};
+
+use edit::Refusal;
+
+use crate::config::{DeployFile, TargetFlags};
+use crate::failure::Failure;
+use crate::report::Reporter;
+
+/// What [`apply_file`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The file was rewritten.
+    pub changed: bool,
+    /// A unified-style diff of the change; empty when nothing changed.
+    pub diff: String,
+    /// The file's steps after the change.
+    pub status: Status,
+}
+
+/// Puts the file at `path` in `mode`, writing it only when it changes.
+/// Refuses (with [`Failure::Input`], file untouched) what it cannot edit safely.
+pub fn apply_file(path: &Path, mode: Mode, steps: &[String]) -> Result<Applied> {
+    let label = label(path);
+    let text = read(path, &label)?;
+    let after = edit::apply(&text, mode, steps).map_err(|r| refusal(&label, r))?;
+    let status = edit::status(&after, steps).map_err(|r| refusal(&label, r))?;
+    if after == text {
+        return Ok(Applied { changed: false, diff: String::new(), status });
+    }
+    write_atomically(path, &label, after.as_bytes())?;
+    Ok(Applied { changed: true, diff: edit::unified_diff(&label, &text, &after), status })
+}
+
+/// Succeeds when the file at `path` is in `mode`; changes nothing.
+pub fn check_file(path: &Path, mode: Mode, steps: &[String]) -> Result<()> {
+    let label = label(path);
+    let status = status_file(path, steps)?;
+    let differences = status.differences(mode);
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "{label} is not in {mode} mode: {}; run `cargo xtask entrypoint {mode}` and commit the result",
+        differences.join(", ")
+    )
+    .context(Failure::Input))
+}
+
+/// The mode of each configured step in the file at `path`.
+pub fn status_file(path: &Path, steps: &[String]) -> Result<Status> {
+    let label = label(path);
+    let text = read(path, &label)?;
+    edit::status(&text, steps).map_err(|r| refusal(&label, r))
+}
+
+/// The path as the user knows it: relative to the project root when it is inside.
+fn label(path: &Path) -> String {
+    let root = crate::project_root();
+    path.strip_prefix(&root).unwrap_or(path).display().to_string()
+}
+
+fn refusal(label: &str, refusal: Refusal) -> anyhow::Error {
+    let at = refusal.line.map_or(String::new(), |n| format!(":{n}"));
+    anyhow!("{label}{at}: {}", refusal.message).context(Failure::Input)
+}
+
+fn read(path: &Path, label: &str) -> Result<String> {
+    let bytes = fs::read(path)
+        .map_err(|e| anyhow!("cannot read {label}: {e}"))
+        .context(
+            "check the path (`--file`, or `entrypoint.file` in deploy.toml) and its permissions",
+        )
+        .context(Failure::Input)?;
+    String::from_utf8(bytes)
+        .map_err(|e| {
+            anyhow!("{label} is not UTF-8 text ({e}): save it as UTF-8, then run this again")
+        })
+        .context(Failure::Input)
+}
+
+/// Replaces the file by a temporary file renamed over it in the same directory, so a failed
+/// or interrupted write leaves the old file whole. Permissions (the executable bit) and,
+/// where allowed, owner and group are kept; a symlink is followed, not replaced.
+fn write_atomically(path: &Path, label: &str, contents: &[u8]) -> Result<()> {
+    let target = fs::canonicalize(path)
+        .map_err(|e| anyhow!("cannot resolve {label}: {e}"))
+        .context(Failure::Input)?;
+    let meta = fs::metadata(&target)
+        .map_err(|e| anyhow!("cannot read the metadata of {label}: {e}"))
+        .context(Failure::Input)?;
+    // Root writes through a read-only mode, so the mode itself is the user's word.
+    if meta.permissions().readonly() {
+        return Err(anyhow!(
+            "{label} is read-only: make it writable (`chmod u+w {label}`), then run this again"
+        )
+        .context(Failure::Input));
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&target)
+        .map_err(|e| anyhow!("cannot write {label}: {e}: make it writable, then run this again"))
+        .context(Failure::Input)?;
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target.file_name().map_or("entrypoint".into(), |n| n.to_string_lossy());
+    let temp = dir.join(format!(".{name}.xtask-{}.tmp", std::process::id()));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .with_context(|| format!("cannot create {}", temp.display()))
+        .and_then(|file| {
+            // From here on the temporary file is ours to remove if anything fails.
+            let filled = fill_temp(file, &meta, contents).and_then(|()| {
+                fs::rename(&temp, &target).with_context(|| format!("cannot rename it over {label}"))
+            });
+            if filled.is_err() {
+                let _ = fs::remove_file(&temp);
+            }
+            filled
+        });
+    if let Err(err) = written {
+        return Err(err
+            .context(format!(
+                "cannot write {label} (left unchanged): check that {} is writable",
+                dir.display()
+            ))
+            .context(Failure::Input));
+    }
+    // The rename is durable only once the directory is on disk; failing here loses nothing.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn fill_temp(mut file: fs::File, meta: &fs::Metadata, contents: &[u8]) -> Result<()> {
+    file.write_all(contents)?;
+    let ours = file.metadata()?;
+    if (ours.uid(), ours.gid()) != (meta.uid(), meta.gid()) {
+        // Keeps a user's ownership when root edits their checkout; without the right, ours stays.
+        let _ = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()));
+    }
+    file.set_permissions(meta.permissions())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// `cargo xtask entrypoint`: first-deploy or later-deploy mode for the entrypoint.
+#[derive(Debug, clap::Args)]
+#[command(arg_required_else_help = true)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// First-deploy mode: the first-deploy-only steps (db:create, db:seed) run; prints the diff
+    First(ModeArgs),
+    /// Later-deploy mode: those steps and their echo lines are commented out; prints the diff
+    Later(ModeArgs),
+    /// Say which mode the file is in (first, later or mixed), step by step
+    Status(FileArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ModeArgs {
+    /// Change nothing; exit non-zero when the file is not in this mode (for CI)
+    #[arg(long)]
+    check: bool,
+    #[command(flatten)]
+    file: FileArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct FileArgs {
+    /// The entrypoint to act on [default: `entrypoint.file` from deploy.toml]
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// The deploy.toml target whose `entrypoint` settings apply [default: `default_target`]
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
+}
+
+impl FileArgs {
+    /// The file to edit and the first-deploy-only steps, from deploy.toml and the flags.
+    fn resolve(self) -> Result<(PathBuf, Vec<String>)> {
+        let root = crate::project_root();
+        let flags = TargetFlags { target: self.target, ..TargetFlags::default() };
+        // The entrypoint settings depend on no AWS variable, so none may break this command.
+        let target = DeployFile::load(&root)?.resolve(&flags, &|_| None, None)?;
+        let path = self.file.unwrap_or_else(|| root.join(&target.entrypoint.file));
+        Ok((path, target.entrypoint.first_deploy_only))
+    }
+}
+
+impl Args {
+    pub fn run(self, _sh: &Shell, report: &Reporter) -> Result<()> {
+        match self.action {
+            Action::First(args) => args.run(Mode::First, report),
+            Action::Later(args) => args.run(Mode::Later, report),
+            Action::Status(args) => {
+                let (path, steps) = args.resolve()?;
+                let status = status_file(&path, &steps)?;
+                let label = label(&path);
+                if report.json() {
+                    report.event(
+                        "entrypoint_status",
+                        json!({
+                            "file": label,
+                            "mode": status.mode().map_or("mixed".to_string(), |m| m.to_string()),
+                            "steps": status.steps,
+                        }),
+                    );
+                } else {
+                    print!("{}", status.describe(&label));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl ModeArgs {
+    fn run(self, mode: Mode, report: &Reporter) -> Result<()> {
+        let (path, steps) = self.file.resolve()?;
+        let label = label(&path);
+        if self.check {
+            check_file(&path, mode, &steps)?;
+            if report.json() {
+                report.event("entrypoint_check", json!({ "file": label, "mode": mode }));
+            } else {
+                println!("{label}: in {mode} mode");
+            }
+            return Ok(());
+        }
+        let applied = apply_file(&path, mode, &steps)?;
+        if report.json() {
+            report.event(
+                "entrypoint",
+                json!({ "file": label, "mode": mode, "changed": applied.changed, "diff": applied.diff }),
+            );
+        } else if applied.changed {
+            print!("{}", applied.diff);
+            report.info(format!("{label}: now in {mode} mode"));
+        } else {
+            println!("{label}: already in {mode} mode");
+        }
+        Ok(())
+    }
+}

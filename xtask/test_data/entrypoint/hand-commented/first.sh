@@ -1,0 +1,8 @@
+#!/bin/bash
+set -e
+echo "bundle exec rails db:create RAILS_ENV=production"
+bundle exec rails db:create RAILS_ENV=production
+bundle exec rails db:migrate RAILS_ENV=production
+      echo "bundle exec rails db:seed RAILS_ENV=production"
+    bundle exec rails db:seed RAILS_ENV=production
+bundle exec pumactl start

@@ -1,0 +1,6 @@
+#!/bin/bash
+set -e
+bundle exec rails db:create RAILS_ENV=production
+# bundle exec rails db:seed RAILS_ENV=production
+bundle exec rails db:migrate RAILS_ENV=production
+bundle exec rails db:seed RAILS_ENV=production

@@ -1,0 +1,5 @@
+#!/bin/bash
+set -e
+bundle exec rails db:create
+bundle exec rails db:seed \
+  RAILS_ENV=production

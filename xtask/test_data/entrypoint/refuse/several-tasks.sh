@@ -1,0 +1,3 @@
+#!/bin/bash
+set -e
+bundle exec rails db:create db:migrate db:seed
