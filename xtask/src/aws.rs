@@ -4,8 +4,11 @@
 //! keys, instance roles) with the target's region, profile and endpoint on top. The sandbox
 //! target uses fixed dummy credentials: moto accepts any, and real ones must never reach it.
 
-use anyhow::{Context, Result};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, Context, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::config::Target;
@@ -28,7 +31,6 @@ impl Aws {
 
     /// Resolves credentials now, so a missing login fails before anything changes.
     pub async fn check_credentials(&self, target: &Target) -> Result<()> {
-        use aws_credential_types::provider::ProvideCredentials;
         let provider = self.sdk.credentials_provider().context(
             "no AWS credentials provider is configured: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
         );
@@ -46,6 +48,99 @@ impl Aws {
             anyhow::Error::new(e).context(hint).context(Failure::Preflight)
         })
     }
+}
+
+/// A request for an API without an SDK crate here (EC2's Query API, whose crate takes minutes
+/// to compile; ECS calls whose input is the repository's JSON as is), signed with SigV4.
+#[derive(Debug)]
+pub struct SignedRequest<'a> {
+    /// The signing name: `ec2`, `ecs`.
+    pub service: &'a str,
+    /// Headers besides the signature's (`Content-Type`, `X-Amz-Target`).
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Aws {
+    /// The region every call goes to.
+    pub fn region(&self) -> Result<String> {
+        self.sdk
+            .region()
+            .map(|r| r.to_string())
+            .context("no AWS region is configured: set AWS_REGION or `region` in deploy.toml")
+            .context(Failure::Preflight)
+    }
+
+    /// The URL of `service`: the target's endpoint when it has one, else AWS's regional one.
+    pub fn endpoint(&self, service: &str) -> Result<String> {
+        Ok(match self.sdk.endpoint_url() {
+            Some(url) => format!("{}/", url.trim_end_matches('/')),
+            None => format!("https://{service}.{}.amazonaws.com/", self.region()?),
+        })
+    }
+
+    /// POSTs `request` to the service's endpoint, signed with the configured credentials;
+    /// returns the status code and body (an AWS error is a status >= 400, not an `Err`).
+    pub async fn send_signed(&self, request: SignedRequest<'_>) -> Result<(u16, String)> {
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        let url = self.endpoint(request.service)?;
+        let region = self.region()?;
+        let provider = self
+            .sdk
+            .credentials_provider()
+            .context("no AWS credentials provider is configured")
+            .context(Failure::Preflight)?;
+        let identity = provider
+            .provide_credentials()
+            .await
+            .context("AWS credentials did not resolve")
+            .context(Failure::Preflight)?
+            .into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&region)
+            .name(request.service)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .context("cannot build SigV4 signing parameters")?
+            .into();
+        let headers = request.headers.iter().map(|(k, v)| (*k, v.as_str()));
+        let signable =
+            SignableRequest::new("POST", &url, headers, SignableBody::Bytes(&request.body))
+                .context("cannot sign the request")?;
+        let (instructions, _) =
+            sign(signable, &params).context("cannot sign the request")?.into_parts();
+        let mut signed: Vec<(String, String)> =
+            request.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        signed.extend(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())));
+        let body = request.body;
+        let service = request.service.to_string();
+        tokio::task::spawn_blocking(move || post(&url, &signed, &body))
+            .await
+            .map_err(|e| anyhow!("the {service} request did not complete: {e}"))?
+    }
+}
+
+fn post(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.post(url);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let mut response = request.send(body).with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .with_context(|| format!("cannot read the answer of {url}"))?;
+    Ok((status, text))
 }
 
 /// `aws_config::defaults(BehaviorVersion::latest())` with the target's settings on top.
