@@ -25,6 +25,8 @@ pub struct Task {
     pub stopped_reason: Option<String>,
     pub stop_code: Option<String>,
     pub created_at: Option<String>,
+    pub pull_started_at: Option<String>,
+    pub pull_stopped_at: Option<String>,
     pub started_at: Option<String>,
     pub stopping_at: Option<String>,
     pub stopped_at: Option<String>,
@@ -106,6 +108,17 @@ pub struct TaskUpdate {
     pub stopped_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_code: Option<String>,
+    /// Times as ISO 8601 (`2025-01-31T12:00:00.000Z`); RUNNING and STOPPED imply their own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_stopped_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopping_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<ContainerUpdate>,
     /// `Some(None)` removes the public IP.

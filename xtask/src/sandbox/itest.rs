@@ -219,8 +219,13 @@ fn ecs_and_ec2_calls_of_the_deploy_answer_as_on_aws() {
             .collect(),
         ..TaskUpdate::default()
     };
+    let update = TaskUpdate { pull_started_at: Some("2025-01-31T12:00:00.250Z".into()), ..update };
     let recorded = admin.update_task(&task.task_id, &update).unwrap();
     assert!(recorded.started_at.is_some());
+    assert_eq!(recorded.pull_started_at.as_deref(), Some("2025-01-31T12:00:00.250Z"));
+    assert_eq!(admin.tasks(&cluster).unwrap(), std::slice::from_ref(&recorded));
+    let err = admin.tasks("no-such-cluster").unwrap_err();
+    assert!(format!("{err:#}").contains("answered 404: no cluster `no-such-cluster`"), "{err:#}");
     let bad = TaskUpdate {
         containers: vec![ContainerUpdate { name: "redis".into(), ..ContainerUpdate::default() }],
         ..TaskUpdate::default()

@@ -47,6 +47,13 @@ pub const CONTAINER_PREFIX: &str = "zenn-sandbox-";
 /// what carries it.
 pub const OWNER_LABEL: &str = "zenn-sandbox.dir";
 
+/// `zenn-sandbox.dir=<dir>`: the label (`docker run --label`) and filter
+/// (`docker ps --filter label=...`) of this sandbox's containers, so that sandboxes of several
+/// checkouts on one machine never touch each other's.
+pub fn owner_label(layout: &Layout) -> String {
+    format!("{OWNER_LABEL}={}", layout.marker())
+}
+
 const MOTO_PORT: u16 = 5010;
 const REGISTRY_PORT: u16 = 5011;
 const SERVE_PORT: u16 = 5012;
@@ -192,6 +199,7 @@ fn up_locked(
 ) -> Result<SandboxEndpoints> {
     let started = Instant::now();
     let mut state = State::load(layout)?;
+    let before = state.clone();
     ensure_dir(&layout.logs())?;
     ensure_dir(&layout.registry_storage())?;
     moto::ensure_venv(sh, layout, report)?;
@@ -303,8 +311,9 @@ fn up_locked(
     for line in &created {
         report.info(format!("    created {line}"));
     }
+    let how = if state == before && created.is_empty() { "already up" } else { "up" };
     report.info(format!(
-        "sandbox up in {}: AWS APIs at {}, registry at {}",
+        "sandbox {how} in {}: AWS APIs at {}, registry at {}",
         human_duration(started.elapsed()),
         endpoints.endpoint_url,
         endpoints.registry
@@ -458,7 +467,7 @@ fn remove_containers(sh: &Shell, layout: &Layout) -> Result<usize> {
     if find_program("docker").is_none() {
         return Ok(0);
     }
-    let filter = format!("label={OWNER_LABEL}={}", layout.marker());
+    let filter = format!("label={}", owner_label(layout));
     let ids = cmd!(sh, "docker ps -aq --filter {filter}")
         .quiet()
         .read()

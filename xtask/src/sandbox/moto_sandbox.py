@@ -34,8 +34,8 @@ Admin API (JSON in and out, on the same host and port as moto)
 ==============================================================
 
 Every call takes an optional `region` (query parameter or body key; default `--region`).
-Errors: status 400 (bad input), 404 (unknown cluster, service or task) with
-`{"error": "<one line>"}`. Times in responses are ISO 8601 UTC strings
+Errors: status 400 (bad input, or an error moto raised: `"<Code>: <message>"`), 404 (unknown
+route, cluster, service, task or deployment), always as `{"error": "<one line>"}`. Times in responses are ISO 8601 UTC strings
 (`2025-01-31T12:00:00.123Z`) or null; times in requests are ISO 8601 strings or epoch seconds.
 
 GET  /_sandbox/health
@@ -53,7 +53,7 @@ POST /_sandbox/ecs/tasks
      created in its subnet). lastStatus PROVISIONING, desiredStatus RUNNING.
      -> 201 {"task": Task}
 
-POST /_sandbox/ecs/tasks/TASK_ID         (TASK_ID: the last part of the task ARN, or the ARN)
+POST /_sandbox/ecs/tasks/TASK_ID         (TASK_ID: the last part of the task ARN)
      Records what the scheduler observed. Every key is optional; unknown keys are refused.
        lastStatus      PROVISIONING PENDING ACTIVATING RUNNING DEACTIVATING STOPPING
                        DEPROVISIONING STOPPED
