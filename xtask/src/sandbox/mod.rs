@@ -140,10 +140,10 @@ pub fn running_endpoints() -> Option<SandboxEndpoints> {
 
 /// Brings the sandbox up (idempotent) and returns its endpoints.
 pub fn ensure_up(sh: &Shell, report: &Reporter, opts: UpOptions) -> Result<SandboxEndpoints> {
+    // deploy.toml is read before anything is installed or started: a broken file changes nothing.
+    sandbox_target(None)?;
     prepare_host(sh, report)?;
     let layout = Layout::standard();
-    // deploy.toml is read before anything starts, so a broken file changes nothing.
-    sandbox_target(None)?;
     let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
     up_locked(sh, report, &layout, opts)
 }
@@ -184,7 +184,7 @@ fn endpoints(moto: &Component, registry: &Component) -> SandboxEndpoints {
 }
 
 /// The ports the three components will use: a running healthy one keeps its own.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 struct Ports {
     moto: u16,
     registry: u16,
@@ -203,110 +203,11 @@ fn up_locked(
     ensure_dir(&layout.logs())?;
     ensure_dir(&layout.registry_storage())?;
     moto::ensure_venv(sh, layout, report)?;
-    let target = sandbox_target(None)?;
-
-    let ports = Ports {
-        registry: choose_port(
-            report,
-            "registry",
-            state.registry.as_ref(),
-            REGISTRY_PORT,
-            health_registry,
-        )?,
-        moto: choose_port(report, "moto", state.moto.as_ref(), MOTO_PORT, health_moto)?,
-        serve: choose_port(
-            report,
-            "sandbox process",
-            state.serve.as_ref(),
-            SERVE_PORT,
-            health_serve,
-        )?,
-    };
-    let ports = distinct(ports)?;
-    let registry_address = format!("127.0.0.1:{}", ports.registry);
-
-    let registry_config = registry::config(
-        ports.registry,
-        &layout.registry_storage(),
-        &format!("http://127.0.0.1:{}{}", ports.serve, serve::EVENTS_PATH),
-    );
-    state.registry = Some(ensure_component(
-        report,
-        layout,
-        Spec {
-            name: "registry",
-            log: "registry",
-            timeout: Duration::from_secs(20),
-            health: health_registry,
-        },
-        state.registry.take(),
-        ports.registry,
-        fingerprint(&[&registry_config]),
-        || {
-            std::fs::write(layout.registry_config(), &registry_config)?;
-            Ok(registry::command(&layout.registry_config()))
-        },
-    )?);
-    state.save(layout)?;
-
-    let moto_args = format!("{} {} {}", ports.moto, target.region, registry_address);
-    state.moto = Some(ensure_component(
-        report,
-        layout,
-        Spec { name: "moto", log: "moto", timeout: Duration::from_secs(90), health: health_moto },
-        state.moto.take(),
-        ports.moto,
-        fingerprint(&[moto::LAUNCHER, moto::REQUIREMENTS, &moto_args]),
-        || moto::command(layout, ports.moto, &target.region, &registry_address),
-    )?);
-    state.save(layout)?;
-
-    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
-    let serve_args = format!("{} {} {}", ports.serve, ports.moto, ports.registry);
-    state.serve = Some(ensure_component(
-        report,
-        layout,
-        Spec {
-            name: "sandbox process",
-            log: "serve",
-            timeout: Duration::from_secs(20),
-            health: health_serve,
-        },
-        state.serve.take(),
-        ports.serve,
-        fingerprint(&[&binary_identity(&exe), &serve_args, &layout.marker()]),
-        || {
-            let mut cmd = Command::new(&exe);
-            cmd.args(["sandbox", "serve", "--dir"])
-                .arg(&layout.dir)
-                .args(["--port", &ports.serve.to_string()])
-                .args(["--moto-port", &ports.moto.to_string()])
-                .args(["--registry-port", &ports.registry.to_string()]);
-            Ok(cmd)
-        },
-    )?);
-    state.save(layout)?;
-
-    let endpoints = endpoints(
-        state.moto.as_ref().context("moto is not in the state")?,
-        state.registry.as_ref().context("the registry is not in the state")?,
-    );
-    let target = sandbox_target(Some(&endpoints))?;
-    let created = crate::aws::runtime()?.block_on(async {
-        let aws = Aws::connect(&target).await;
-        let values = resources::Placeholders {
-            registry: &endpoints.registry,
-            account_id: moto::ACCOUNT_ID,
-            region: &target.region,
-        };
-        resources::ensure(
-            &aws,
-            &target,
-            &crate::project_root().join(&target.task_definition),
-            &values,
-            opts.repositories,
-        )
-        .await
+    let region = sandbox_target(None)?.region;
+    let endpoints = ensure_processes(report, layout, &mut state, &region)?;
+    let created = ensure_resources(&endpoints, opts).map_err(|e| match Failure::of(&e) {
+        Some(_) => e,
+        None => e.context(Failure::Sandbox),
     })?;
     for line in &created {
         report.info(format!("    created {line}"));
@@ -323,6 +224,106 @@ fn up_locked(
         json!({ "endpoint_url": endpoints.endpoint_url, "registry": endpoints.registry, "created": created }),
     );
     Ok(endpoints)
+}
+
+/// Registry, moto, sandbox process: each kept when healthy and started the same way, else
+/// (re)started; the state file records each as soon as it runs.
+fn ensure_processes(
+    report: &Reporter,
+    layout: &Layout,
+    state: &mut State,
+    region: &str,
+) -> Result<SandboxEndpoints> {
+    let ports = distinct(Ports {
+        registry: choose_port(
+            report,
+            "registry",
+            state.registry.as_ref(),
+            REGISTRY_PORT,
+            health_registry,
+        )?,
+        moto: choose_port(report, "moto", state.moto.as_ref(), MOTO_PORT, health_moto)?,
+        serve: choose_port(
+            report,
+            "sandbox process",
+            state.serve.as_ref(),
+            SERVE_PORT,
+            health_serve,
+        )?,
+    })?;
+    let registry_address = format!("127.0.0.1:{}", ports.registry);
+
+    let notify_url = format!("http://127.0.0.1:{}{}", ports.serve, serve::EVENTS_PATH);
+    let config = registry::config(ports.registry, &layout.registry_storage(), &notify_url);
+    let spec = Spec {
+        name: "registry",
+        log: "registry",
+        timeout: Duration::from_secs(20),
+        health: health_registry,
+    };
+    let current = state.registry.take();
+    state.registry = Some(ensure_component(
+        report,
+        layout,
+        spec,
+        current,
+        ports.registry,
+        fingerprint(&[&config]),
+        || {
+            std::fs::write(layout.registry_config(), &config)?;
+            Ok(registry::command(&layout.registry_config()))
+        },
+    )?);
+    state.save(layout)?;
+
+    let moto_args = format!("{} {region} {registry_address}", ports.moto);
+    let spec =
+        Spec { name: "moto", log: "moto", timeout: Duration::from_secs(90), health: health_moto };
+    let current = state.moto.take();
+    let print = fingerprint(&[moto::LAUNCHER, moto::REQUIREMENTS, &moto_args]);
+    state.moto = Some(ensure_component(report, layout, spec, current, ports.moto, print, || {
+        moto::command(layout, ports.moto, region, &registry_address)
+    })?);
+    state.save(layout)?;
+
+    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+    let serve_args = format!("{} {} {}", ports.serve, ports.moto, ports.registry);
+    let spec = Spec {
+        name: "sandbox process",
+        log: "serve",
+        timeout: Duration::from_secs(20),
+        health: health_serve,
+    };
+    let current = state.serve.take();
+    let print = fingerprint(&[&binary_identity(&exe), &serve_args, &layout.marker()]);
+    state.serve =
+        Some(ensure_component(report, layout, spec, current, ports.serve, print, || {
+            let mut cmd = Command::new(&exe);
+            cmd.args(["sandbox", "serve", "--dir"])
+                .arg(&layout.dir)
+                .args(["--port", &ports.serve.to_string()])
+                .args(["--moto-port", &ports.moto.to_string()])
+                .args(["--registry-port", &ports.registry.to_string()]);
+            Ok(cmd)
+        })?);
+    state.save(layout)?;
+
+    Ok(SandboxEndpoints { endpoint_url: moto::endpoint(ports.moto), registry: registry_address })
+}
+
+/// The AWS resources of deploy.toml's sandbox target, created in moto when missing.
+fn ensure_resources(endpoints: &SandboxEndpoints, opts: UpOptions) -> Result<Vec<String>> {
+    let target = sandbox_target(Some(endpoints))?;
+    let task_definition = crate::project_root().join(&target.task_definition);
+    crate::aws::runtime()?.block_on(async {
+        let aws = Aws::connect(&target).await;
+        let values = resources::Placeholders {
+            registry: &endpoints.registry,
+            account_id: moto::ACCOUNT_ID,
+            region: &target.region,
+        };
+        resources::ensure(&aws, &target, &task_definition, &values, opts.repositories).await
+    })
 }
 
 /// How to recognise and start one component.
@@ -555,8 +556,8 @@ fn describe_services(report: &Reporter, endpoint: &str) {
 
 /// `cargo xtask sandbox reset`: a fresh sandbox on the same ports.
 fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) -> Result<()> {
-    prepare_host(sh, report)?;
     sandbox_target(None)?;
+    prepare_host(sh, report)?;
     let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
     let mut state = State::load(layout)?;
     let Some(moto) = state.moto.clone().filter(|m| process::alive(m.pid) && health_moto(m.port))

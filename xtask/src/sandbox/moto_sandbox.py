@@ -35,8 +35,9 @@ Admin API (JSON in and out, on the same host and port as moto)
 
 Every call takes an optional `region` (query parameter or body key; default `--region`).
 Errors: status 400 (bad input, or an error moto raised: `"<Code>: <message>"`), 404 (unknown
-route, cluster, service, task or deployment), always as `{"error": "<one line>"}`. Times in responses are ISO 8601 UTC strings
-(`2025-01-31T12:00:00.123Z`) or null; times in requests are ISO 8601 strings or epoch seconds.
+route, cluster, service, task or deployment), always as `{"error": "<one line>"}`.
+Times in responses are ISO 8601 UTC strings (`2025-01-31T12:00:00.123Z`) or null; times in
+requests are ISO 8601 strings or epoch seconds.
 
 GET  /_sandbox/health
      -> {"ok": true, "moto": "5.2.1", "region": "...", "registry": "host:port"}
