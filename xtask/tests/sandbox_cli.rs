@@ -53,6 +53,22 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// An empty image to create containers from (nothing runs them).
+    fn scratch_image(&self) -> String {
+        let context = self.root.join("image");
+        std::fs::create_dir_all(&context).unwrap();
+        std::fs::write(context.join("Dockerfile"), "FROM scratch\nCOPY Dockerfile /\n").unwrap();
+        docker(&["build", "--quiet", context.to_str().unwrap()])
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = self.xtask(&["sandbox", "down"]);
@@ -103,9 +119,21 @@ fn up_is_idempotent_status_reports_health_and_down_leaves_nothing() {
     assert_eq!(scratch.pids(), pids, "a second up restarts nothing");
     assert!(took < Duration::from_secs(10), "a second up took {took:?}");
 
+    // A container of this sandbox (as the scheduler labels them) and one of someone else.
+    let image = scratch.scratch_image();
+    let label = format!("zenn-sandbox.dir={}", scratch.root.join("target/sandbox").display());
+    let ours = docker(&["create", "--label", &label, &image, "/none"]);
+    let theirs = docker(&["create", "--label", "zenn-sandbox.dir=/elsewhere", &image, "/none"]);
+
     let down = scratch.xtask(&["sandbox", "down"]);
     assert!(down.status.success(), "{}", stderr(&down));
+    assert!(stderr(&down).contains("removed 1 sandbox container(s)"), "{}", stderr(&down));
     assert!(pids.iter().all(|p| !running(*p)), "down left a process running");
+    let left = docker(&["ps", "-aq", "--no-trunc"]);
+    assert!(!left.contains(&ours), "down left its container");
+    assert!(left.contains(&theirs), "down removed another sandbox's container");
+    docker(&["rm", &theirs]);
+    docker(&["rmi", &image]);
     let status = scratch.xtask(&["sandbox", "status"]);
     assert_eq!(status.status.code(), Some(10), "{}", stderr(&status));
 }
