@@ -140,8 +140,7 @@ pub fn running_endpoints() -> Option<SandboxEndpoints> {
 
 /// Brings the sandbox up (idempotent) and returns its endpoints.
 pub fn ensure_up(sh: &Shell, report: &Reporter, opts: UpOptions) -> Result<SandboxEndpoints> {
-    // deploy.toml is read before anything is installed or started: a broken file changes nothing.
-    sandbox_target(None)?;
+    check_inputs()?;
     prepare_host(sh, report)?;
     let layout = Layout::standard();
     let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
@@ -168,6 +167,25 @@ fn find_program(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))
         .find(|path| path.is_file())
+}
+
+/// deploy.toml and the task definition, read before anything is installed or started: a
+/// broken file changes nothing.
+fn check_inputs() -> Result<()> {
+    let target = sandbox_target(None)?;
+    let path = crate::project_root().join(&target.task_definition);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the task definition {}", path.display()))
+        .context(Failure::Input)?;
+    let values = resources::Placeholders {
+        registry: "127.0.0.1:5011",
+        account_id: moto::ACCOUNT_ID,
+        region: &target.region,
+    };
+    resources::render_task_definition(&text, &values)
+        .with_context(|| format!("{} is invalid", path.display()))
+        .context(Failure::Input)?;
+    Ok(())
 }
 
 /// The `sandbox` target of deploy.toml, with the sandbox's endpoints when known.
@@ -556,7 +574,7 @@ fn describe_services(report: &Reporter, endpoint: &str) {
 
 /// `cargo xtask sandbox reset`: a fresh sandbox on the same ports.
 fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) -> Result<()> {
-    sandbox_target(None)?;
+    check_inputs()?;
     prepare_host(sh, report)?;
     let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
     let mut state = State::load(layout)?;
