@@ -234,9 +234,8 @@ impl DeployFile {
                 .context(Failure::Input));
             }
         }
-        let file: DeployFile = toml::from_str(text)
-            .map_err(|e| anyhow!("{}", e.to_string().trim_end()))
-            .context(Failure::Input)?;
+        let file: DeployFile =
+            toml::from_str(text).map_err(|e| toml_error(text, &e)).context(Failure::Input)?;
         if let Some(name) = &file.default_target {
             if !file.targets.contains_key(name) && name != SANDBOX {
                 return Err(anyhow!(
@@ -386,6 +385,20 @@ impl DeployFile {
             roll_timeout,
             name,
         })
+    }
+}
+
+/// `line 13, column 11: <what>` on one line (toml's own text adds a multi-line snippet).
+fn toml_error(text: &str, err: &toml::de::Error) -> anyhow::Error {
+    let message = err.message().trim_end();
+    match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            anyhow!("line {line}, column {column}: {message}")
+        }
+        None => anyhow!("{message}"),
     }
 }
 
@@ -718,6 +731,10 @@ build_args = { RUBY_IMAGE = "ruby:3.1.2-slim" }
     fn malformed_toml_names_the_line() {
         let err = DeployFile::parse("[defaults\nregion = 1\n").unwrap_err();
         assert!(format!("{err:#}").contains("line 1"), "{err:#}");
+        let err = DeployFile::parse("[defaults]\ncluster = zenn\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with("invalid input: line 2, column 11: "), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod aws;
 mod ci;
 mod config;
+mod ec2;
 mod entrypoint;
 mod failure;
 mod pipeline;

@@ -1,17 +1,120 @@
-//! Placeholder until its issue lands.
+//! `cargo xtask sandbox up|down|status|reset`: AWS on one machine, for the same deploy code.
+//!
+//! | AWS       | stand-in                                               | port (default) |
+//! | --------- | ------------------------------------------------------ | -------------- |
+//! | ECS, ECR, EC2 APIs | moto, through `moto_sandbox.py` (+ admin API) | 5010 |
+//! | ECR's registry     | Debian's `docker-registry`                    | 5011 |
+//! | (push mirroring, later the scheduler) | `cargo xtask sandbox serve` | 5012 |
+//!
+//! Everything lives in `target/sandbox/`: `state.json` (ports, pids), `logs/`, `registry/`,
+//! `venv/`. A port already taken is replaced by a free one, recorded in the state file.
 
-use anyhow::{bail, Result};
-use xshell::Shell;
+pub mod admin;
+mod http;
+mod moto;
+mod process;
+mod registry;
+mod resources;
+mod serve;
+mod state;
 
-use crate::config::SandboxEndpoints;
-use crate::report::Reporter;
+#[cfg(test)]
+mod itest;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
+use serde_json::json;
+use xshell::{cmd, Shell};
+
+use crate::aws::Aws;
+use crate::config::{DeployFile, SandboxEndpoints, Target, TargetFlags};
+use crate::failure::Failure;
+use crate::report::{human_duration, Reporter};
+use state::{ensure_dir, Component, Lock, State};
+
+pub use state::Layout;
+
+/// Names of every container the sandbox runs start with this.
+pub const CONTAINER_PREFIX: &str = "zenn-sandbox-";
+/// Label on every container and network of one sandbox (value: its directory); `down` removes
+/// what carries it.
+pub const OWNER_LABEL: &str = "zenn-sandbox.dir";
+
+/// `zenn-sandbox.dir=<dir>`: the label (`docker run --label`) and filter
+/// (`docker ps --filter label=...`) of this sandbox's containers, so that sandboxes of several
+/// checkouts on one machine never touch each other's.
+pub fn owner_label(layout: &Layout) -> String {
+    format!("{OWNER_LABEL}={}", layout.marker())
+}
+
+const MOTO_PORT: u16 = 5010;
+const REGISTRY_PORT: u16 = 5011;
+const SERVE_PORT: u16 = 5012;
+/// How long a second `up` waits for the first.
+const LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    command: SandboxCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SandboxCommand {
+    /// Start moto, the registry and the sandbox process; create the AWS resources (idempotent)
+    Up(UpArgs),
+    /// Stop everything the sandbox started and remove its containers
+    Down,
+    /// Show each component, its address and health (exit code 10 unless all are healthy)
+    Status,
+    /// Clear the AWS state (moto, registry, task containers) and create the resources again
+    Reset(UpArgs),
+    /// The sandbox's long-running process (started by `up`)
+    #[command(hide = true)]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Leave the ECR repositories out (so `first-deploy` shows it creates them)
+    #[arg(long)]
+    no_repositories: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The sandbox directory (marks the process as this sandbox's)
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    port: u16,
+    #[arg(long)]
+    moto_port: u16,
+    #[arg(long)]
+    registry_port: u16,
+}
 
 impl Args {
-    pub fn run(self, _sh: &Shell, _report: &Reporter) -> Result<()> {
-        bail!("`sandbox` is not implemented yet")
+    pub fn run(self, sh: &Shell, report: &Reporter) -> Result<()> {
+        let layout = Layout::standard();
+        match self.command {
+            SandboxCommand::Up(args) => {
+                ensure_up(sh, report, UpOptions { repositories: !args.no_repositories }).map(drop)
+            }
+            SandboxCommand::Down => down(sh, report, &layout),
+            SandboxCommand::Status => status(report, &layout),
+            SandboxCommand::Reset(args) => {
+                reset(sh, report, &layout, UpOptions { repositories: !args.no_repositories })
+            }
+            SandboxCommand::Serve(args) => serve_process(args),
+        }
     }
 }
 
@@ -30,10 +133,490 @@ impl UpOptions {
 
 /// The endpoints of the running sandbox, if it is up.
 pub fn running_endpoints() -> Option<SandboxEndpoints> {
-    None
+    let state = State::load(&Layout::standard()).ok()?;
+    let (moto, registry) = (state.moto?, state.registry?);
+    (process::alive(moto.pid) && process::alive(registry.pid)).then(|| endpoints(&moto, &registry))
 }
 
 /// Brings the sandbox up (idempotent) and returns its endpoints.
-pub fn ensure_up(_sh: &Shell, _report: &Reporter, _opts: UpOptions) -> Result<SandboxEndpoints> {
-    bail!("the sandbox is not implemented yet")
+pub fn ensure_up(sh: &Shell, report: &Reporter, opts: UpOptions) -> Result<SandboxEndpoints> {
+    check_inputs()?;
+    prepare_host(sh, report)?;
+    let layout = Layout::standard();
+    let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
+    up_locked(sh, report, &layout, opts)
+}
+
+/// The single call site for what the host must have before the sandbox starts: Debian
+/// packages (`setup::ensure(sh, report, setup::Need::Sandbox)`) and the base images
+/// (`images::ensure(sh, report)`), wired in here when those modules land.
+fn prepare_host(_sh: &Shell, _report: &Reporter) -> Result<()> {
+    for (program, package) in [("docker-registry", "docker-registry"), ("python3", "python3-venv")]
+    {
+        if find_program(program).is_none() {
+            return Err(anyhow!(
+                "`{program}` is not installed: run `cargo xtask setup` (Debian package {package})"
+            )
+            .context(Failure::Preflight));
+        }
+    }
+    Ok(())
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// deploy.toml and the task definition, read before anything is installed or started: a
+/// broken file changes nothing.
+fn check_inputs() -> Result<()> {
+    let target = sandbox_target(None)?;
+    let path = crate::project_root().join(&target.task_definition);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the task definition {}", path.display()))
+        .context(Failure::Input)?;
+    let values = resources::Placeholders {
+        registry: "127.0.0.1:5011",
+        account_id: moto::ACCOUNT_ID,
+        region: &target.region,
+    };
+    resources::render_task_definition(&text, &values)
+        .with_context(|| format!("{} is invalid", path.display()))
+        .context(Failure::Input)?;
+    Ok(())
+}
+
+/// The `sandbox` target of deploy.toml, with the sandbox's endpoints when known.
+fn sandbox_target(endpoints: Option<&SandboxEndpoints>) -> Result<Target> {
+    let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
+    DeployFile::load(&crate::project_root())?.resolve(&flags, &|k| std::env::var(k).ok(), endpoints)
+}
+
+fn endpoints(moto: &Component, registry: &Component) -> SandboxEndpoints {
+    SandboxEndpoints {
+        endpoint_url: moto::endpoint(moto.port),
+        registry: format!("127.0.0.1:{}", registry.port),
+    }
+}
+
+/// The ports the three components will use: a running healthy one keeps its own.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    moto: u16,
+    registry: u16,
+    serve: u16,
+}
+
+fn up_locked(
+    sh: &Shell,
+    report: &Reporter,
+    layout: &Layout,
+    opts: UpOptions,
+) -> Result<SandboxEndpoints> {
+    let started = Instant::now();
+    let mut state = State::load(layout)?;
+    let before = state.clone();
+    ensure_dir(&layout.logs())?;
+    ensure_dir(&layout.registry_storage())?;
+    moto::ensure_venv(sh, layout, report)?;
+    let region = sandbox_target(None)?.region;
+    let endpoints = ensure_processes(report, layout, &mut state, &region)?;
+    let created = ensure_resources(&endpoints, opts).map_err(|e| match Failure::of(&e) {
+        Some(_) => e,
+        None => e.context(Failure::Sandbox),
+    })?;
+    for line in &created {
+        report.info(format!("    created {line}"));
+    }
+    let how = if state == before && created.is_empty() { "already up" } else { "up" };
+    report.info(format!(
+        "sandbox {how} in {}: AWS APIs at {}, registry at {}",
+        human_duration(started.elapsed()),
+        endpoints.endpoint_url,
+        endpoints.registry
+    ));
+    report.event(
+        "sandbox",
+        json!({ "endpoint_url": endpoints.endpoint_url, "registry": endpoints.registry, "created": created }),
+    );
+    Ok(endpoints)
+}
+
+/// Registry, moto, sandbox process: each kept when healthy and started the same way, else
+/// (re)started; the state file records each as soon as it runs.
+fn ensure_processes(
+    report: &Reporter,
+    layout: &Layout,
+    state: &mut State,
+    region: &str,
+) -> Result<SandboxEndpoints> {
+    let ports = distinct(Ports {
+        registry: choose_port(
+            report,
+            "registry",
+            state.registry.as_ref(),
+            REGISTRY_PORT,
+            health_registry,
+        )?,
+        moto: choose_port(report, "moto", state.moto.as_ref(), MOTO_PORT, health_moto)?,
+        serve: choose_port(
+            report,
+            "sandbox process",
+            state.serve.as_ref(),
+            SERVE_PORT,
+            health_serve,
+        )?,
+    })?;
+    let registry_address = format!("127.0.0.1:{}", ports.registry);
+
+    let notify_url = format!("http://127.0.0.1:{}{}", ports.serve, serve::EVENTS_PATH);
+    let config = registry::config(ports.registry, &layout.registry_storage(), &notify_url);
+    let spec = Spec {
+        name: "registry",
+        log: "registry",
+        timeout: Duration::from_secs(20),
+        health: health_registry,
+    };
+    let current = state.registry.take();
+    state.registry = Some(ensure_component(
+        report,
+        layout,
+        spec,
+        current,
+        ports.registry,
+        fingerprint(&[&config]),
+        || {
+            std::fs::write(layout.registry_config(), &config)?;
+            Ok(registry::command(&layout.registry_config()))
+        },
+    )?);
+    state.save(layout)?;
+
+    let moto_args = format!("{} {region} {registry_address}", ports.moto);
+    let spec =
+        Spec { name: "moto", log: "moto", timeout: Duration::from_secs(90), health: health_moto };
+    let current = state.moto.take();
+    let print = fingerprint(&[moto::LAUNCHER, moto::REQUIREMENTS, &moto_args]);
+    state.moto = Some(ensure_component(report, layout, spec, current, ports.moto, print, || {
+        moto::command(layout, ports.moto, region, &registry_address)
+    })?);
+    state.save(layout)?;
+
+    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+    let serve_args = format!("{} {} {}", ports.serve, ports.moto, ports.registry);
+    let spec = Spec {
+        name: "sandbox process",
+        log: "serve",
+        timeout: Duration::from_secs(20),
+        health: health_serve,
+    };
+    let current = state.serve.take();
+    let print = fingerprint(&[&binary_identity(&exe), &serve_args, &layout.marker()]);
+    state.serve =
+        Some(ensure_component(report, layout, spec, current, ports.serve, print, || {
+            let mut cmd = Command::new(&exe);
+            cmd.args(["sandbox", "serve", "--dir"])
+                .arg(&layout.dir)
+                .args(["--port", &ports.serve.to_string()])
+                .args(["--moto-port", &ports.moto.to_string()])
+                .args(["--registry-port", &ports.registry.to_string()]);
+            Ok(cmd)
+        })?);
+    state.save(layout)?;
+
+    Ok(SandboxEndpoints { endpoint_url: moto::endpoint(ports.moto), registry: registry_address })
+}
+
+/// The AWS resources of deploy.toml's sandbox target, created in moto when missing.
+fn ensure_resources(endpoints: &SandboxEndpoints, opts: UpOptions) -> Result<Vec<String>> {
+    let target = sandbox_target(Some(endpoints))?;
+    let task_definition = crate::project_root().join(&target.task_definition);
+    crate::aws::runtime()?.block_on(async {
+        let aws = Aws::connect(&target).await;
+        let values = resources::Placeholders {
+            registry: &endpoints.registry,
+            account_id: moto::ACCOUNT_ID,
+            region: &target.region,
+        };
+        resources::ensure(&aws, &target, &task_definition, &values, opts.repositories).await
+    })
+}
+
+/// How to recognise and start one component.
+struct Spec {
+    name: &'static str,
+    log: &'static str,
+    timeout: Duration,
+    health: fn(u16) -> bool,
+}
+
+fn health_moto(port: u16) -> bool {
+    process::http_status(&moto::health_url(port)) == Some(200)
+}
+fn health_registry(port: u16) -> bool {
+    process::http_status(&registry::health_url(port)) == Some(200)
+}
+fn health_serve(port: u16) -> bool {
+    process::http_status(&format!("http://127.0.0.1:{port}/health")) == Some(200)
+}
+
+/// The port for a component: its current one while it runs healthy, else the default (or the
+/// one it had) when free, else any free port, said out loud.
+fn choose_port(
+    report: &Reporter,
+    name: &str,
+    current: Option<&Component>,
+    default: u16,
+    health: fn(u16) -> bool,
+) -> Result<u16> {
+    if let Some(c) = current {
+        if process::alive(c.pid) && health(c.port) {
+            return Ok(c.port);
+        }
+    }
+    let preferred = current.map_or(default, |c| c.port);
+    let port = process::pick_port(preferred)?;
+    if port != preferred {
+        report.info(format!("    port {preferred} is in use: {name} listens on {port} instead"));
+    }
+    Ok(port)
+}
+
+/// Three different ports (a kernel-chosen port could repeat a default one).
+fn distinct(mut ports: Ports) -> Result<Ports> {
+    while ports.moto == ports.registry {
+        ports.moto = process::pick_port(0)?;
+    }
+    while ports.serve == ports.registry || ports.serve == ports.moto {
+        ports.serve = process::pick_port(0)?;
+    }
+    Ok(ports)
+}
+
+/// Keeps a healthy component started the same way; otherwise stops it and starts it anew.
+fn ensure_component(
+    report: &Reporter,
+    layout: &Layout,
+    spec: Spec,
+    current: Option<Component>,
+    port: u16,
+    fingerprint: String,
+    command: impl FnOnce() -> Result<Command>,
+) -> Result<Component> {
+    if let Some(c) = current {
+        let ours = process::alive(c.pid) && process::runs(c.pid, &layout.marker());
+        if ours && c.port == port && c.fingerprint == fingerprint && (spec.health)(c.port) {
+            return Ok(c);
+        }
+        if ours {
+            report.info(format!(
+                "    restarting {} (pid {}): its configuration changed or it is unhealthy",
+                spec.name, c.pid
+            ));
+            process::stop_group(c.pid, Duration::from_secs(10))?;
+        }
+    }
+    if !process::port_free(port) {
+        return Err(anyhow!(
+            "port {port} for {} was taken while the sandbox started: run `cargo xtask sandbox up` again",
+            spec.name
+        )
+        .context(Failure::Sandbox));
+    }
+    let log = layout.log(spec.log);
+    let mut child = process::spawn_detached(command()?, &log).context(Failure::Sandbox)?;
+    let pid = child.id();
+    let took = process::wait_ready(report, spec.name, &mut child, &log, spec.timeout, || {
+        (spec.health)(port)
+    })?;
+    report.info(format!(
+        "    started {} on 127.0.0.1:{port} (pid {pid}) in {}; log {}",
+        spec.name,
+        human_duration(took),
+        log.display()
+    ));
+    Ok(Component { pid, port, fingerprint })
+}
+
+fn fingerprint(parts: &[&str]) -> String {
+    let mut hasher = DefaultHasher::new();
+    parts.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// Size and modification time of the xtask binary: a rebuilt xtask restarts its process.
+fn binary_identity(exe: &Path) -> String {
+    std::fs::metadata(exe)
+        .and_then(|m| Ok(format!("{} {:?}", m.len(), m.modified()?)))
+        .unwrap_or_default()
+}
+
+/// `cargo xtask sandbox down`.
+fn down(sh: &Shell, report: &Reporter, layout: &Layout) -> Result<()> {
+    let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
+    let mut state = State::load(layout)?;
+    let mut stopped = 0;
+    for (name, component) in [
+        ("sandbox process", state.serve.take()),
+        ("moto", state.moto.take()),
+        ("registry", state.registry.take()),
+    ] {
+        let Some(c) = component else { continue };
+        if process::alive(c.pid) && process::runs(c.pid, &layout.marker()) {
+            process::stop_group(c.pid, Duration::from_secs(10))?;
+            report.info(format!("stopped {name} (pid {})", c.pid));
+            stopped += 1;
+        }
+    }
+    state.save(layout)?;
+    let removed = remove_containers(sh, layout)?;
+    if removed > 0 {
+        report.info(format!("removed {removed} sandbox container(s)"));
+    }
+    if stopped == 0 && removed == 0 {
+        report.info("the sandbox is not running");
+    }
+    Ok(())
+}
+
+/// Removes this sandbox's containers (and their anonymous volumes) and networks.
+fn remove_containers(sh: &Shell, layout: &Layout) -> Result<usize> {
+    if find_program("docker").is_none() {
+        return Ok(0);
+    }
+    let filter = format!("label={}", owner_label(layout));
+    let ids = cmd!(sh, "docker ps -aq --filter {filter}")
+        .quiet()
+        .read()
+        .context("cannot list the sandbox's containers")?;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    let count = ids.len();
+    if count > 0 {
+        cmd!(sh, "docker rm -f -v {ids...}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context("cannot remove the sandbox's containers")?;
+    }
+    let networks = cmd!(sh, "docker network ls -q --filter {filter}").quiet().read()?;
+    let networks: Vec<&str> = networks.split_whitespace().collect();
+    if !networks.is_empty() {
+        cmd!(sh, "docker network rm {networks...}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context("cannot remove the sandbox's networks")?;
+    }
+    Ok(count)
+}
+
+/// `cargo xtask sandbox status`.
+fn status(report: &Reporter, layout: &Layout) -> Result<()> {
+    let state = State::load(layout)?;
+    let rows = [
+        ("moto", state.moto.as_ref(), health_moto as fn(u16) -> bool, "http://"),
+        ("registry", state.registry.as_ref(), health_registry, ""),
+        ("sandbox process", state.serve.as_ref(), health_serve, "http://"),
+    ];
+    let mut healthy = 0;
+    report.line(&format!("{:<16} {:<24} {:<8} health", "component", "address", "pid"));
+    for (name, component, health, scheme) in rows {
+        let (address, pid, verdict) = match component {
+            None => ("-".to_string(), "-".to_string(), "not started"),
+            Some(c) => {
+                let verdict = if !process::alive(c.pid) {
+                    "stopped"
+                } else if health(c.port) {
+                    healthy += 1;
+                    "healthy"
+                } else {
+                    "unhealthy"
+                };
+                (format!("{scheme}127.0.0.1:{}", c.port), c.pid.to_string(), verdict)
+            }
+        };
+        report.line(&format!("{name:<16} {address:<24} {pid:<8} {verdict}"));
+        report.event("component", json!({ "name": name, "address": address, "pid": component.map(|c| c.pid), "health": verdict }));
+    }
+    if let Some(moto) = state.moto.as_ref().filter(|m| health_moto(m.port)) {
+        describe_services(report, &moto::endpoint(moto.port));
+    }
+    if healthy < rows.len() {
+        return Err(anyhow!("the sandbox is not fully up: run `cargo xtask sandbox up`")
+            .context(Failure::Sandbox));
+    }
+    Ok(())
+}
+
+/// One line per ECS service in moto, as the admin API sees it.
+fn describe_services(report: &Reporter, endpoint: &str) {
+    let Ok(target) = sandbox_target(None) else { return };
+    match admin::Admin::new(endpoint).services(&target.cluster) {
+        Ok(services) => {
+            for s in services {
+                let primary = s.deployments.first().map_or("no deployment".to_string(), |d| {
+                    format!("{} {} {}", d.status, d.id, d.rollout_state)
+                });
+                report.line(&format!(
+                    "service {}/{}: desired {}, running {}, pending {} ({primary})",
+                    s.cluster, s.service_name, s.desired_count, s.running_count, s.pending_count
+                ));
+            }
+        }
+        Err(_) => report.line(&format!(
+            "cluster {}: not created (run `cargo xtask sandbox up`)",
+            target.cluster
+        )),
+    }
+}
+
+/// `cargo xtask sandbox reset`: a fresh sandbox on the same ports.
+fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) -> Result<()> {
+    check_inputs()?;
+    prepare_host(sh, report)?;
+    let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
+    let mut state = State::load(layout)?;
+    let Some(moto) = state.moto.clone().filter(|m| process::alive(m.pid) && health_moto(m.port))
+    else {
+        bail!("the sandbox is not running: run `cargo xtask sandbox up`");
+    };
+    let removed = remove_containers(sh, layout)?;
+    moto::reset(moto.port)?;
+    report.info(format!("cleared moto's AWS state; removed {removed} container(s)"));
+    // The registry's bytes are ECR's images: they go too, and the sandbox process forgets.
+    for component in [state.serve.take(), state.registry.take()].into_iter().flatten() {
+        if process::alive(component.pid) && process::runs(component.pid, &layout.marker()) {
+            process::stop_group(component.pid, Duration::from_secs(10))?;
+        }
+    }
+    let storage = layout.registry_storage();
+    if storage.exists() {
+        std::fs::remove_dir_all(&storage)
+            .with_context(|| format!("cannot clear {}", storage.display()))?;
+    }
+    report.info("cleared the registry");
+    state.save(layout)?;
+    up_locked(sh, report, layout, opts).map(drop)
+}
+
+/// `cargo xtask sandbox serve`: runs until stopped by `down`.
+fn serve_process(args: ServeArgs) -> Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", args.port))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let endpoints = SandboxEndpoints {
+        endpoint_url: moto::endpoint(args.moto_port),
+        registry: format!("127.0.0.1:{}", args.registry_port),
+    };
+    let target = sandbox_target(Some(&endpoints))?;
+    let aws = crate::aws::runtime()?.block_on(Aws::connect(&target));
+    println!(
+        "sandbox process for {} listening on 127.0.0.1:{}: mirrors pushes to {} into {}",
+        args.dir.display(),
+        args.port,
+        endpoints.registry,
+        endpoints.endpoint_url
+    );
+    serve::serve(listener, &serve::Mirror { aws, registry: endpoints.registry })
 }
