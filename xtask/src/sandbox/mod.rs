@@ -1,5 +1,7 @@
 //! Placeholder until its issue lands.
 
+pub mod fargate;
+
 use anyhow::{bail, Result};
 use xshell::Shell;
 
