@@ -20,6 +20,9 @@ pub mod logs;
 pub mod observe;
 pub mod plan;
 
+#[cfg(test)]
+mod live_tests;
+
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
