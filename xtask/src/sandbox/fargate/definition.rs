@@ -11,8 +11,6 @@ use crate::failure::Failure;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskDefinition {
-    #[serde(default)]
-    pub family: Option<String>,
     pub container_definitions: Vec<ContainerDefinition>,
 }
 
@@ -34,7 +32,6 @@ pub struct ContainerDefinition {
     pub port_mappings: Vec<PortMapping>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub environment: Vec<KeyValue>,
-    /// Only the names are used: the sandbox supplies the values from its own settings.
     #[serde(default, deserialize_with = "null_as_default")]
     pub secrets: Vec<SecretRef>,
     #[serde(default, deserialize_with = "null_as_default")]
@@ -93,12 +90,10 @@ pub struct KeyValue {
     pub value: String,
 }
 
+/// Only the name: the sandbox supplies the value from its own settings, whatever `valueFrom` says.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct SecretRef {
     pub name: String,
-    #[serde(default)]
-    pub value_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -155,8 +150,6 @@ pub struct HealthCheck {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogConfiguration {
-    #[serde(default)]
-    pub log_driver: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub options: BTreeMap<String, String>,
 }

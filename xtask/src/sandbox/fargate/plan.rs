@@ -372,12 +372,11 @@ pub fn list_command<'a>(sh: &'a Shell, settings: &Settings, task_id: Option<&str
     cmd!(sh, "docker ps --all --quiet --no-trunc {filters...}")
 }
 
-/// Task ids of the sandbox's pause containers.
+/// The task id of each of the sandbox's containers (one line per container).
 pub fn list_tasks_command<'a>(sh: &'a Shell, settings: &Settings) -> Cmd<'a> {
     let sandbox = format!("label={LABEL_SANDBOX}={}", settings.sandbox);
-    let pause = format!("label={LABEL_ROLE}={ROLE_PAUSE}");
     let format = format!("{{{{.Label \"{LABEL_TASK}\"}}}}");
-    cmd!(sh, "docker ps --all --filter {sandbox} --filter {pause} --format {format}")
+    cmd!(sh, "docker ps --all --filter {sandbox} --format {format}")
 }
 
 pub fn inspect_command<'a>(sh: &'a Shell, ids: &[String]) -> Cmd<'a> {

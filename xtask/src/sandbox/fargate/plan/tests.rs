@@ -315,7 +315,7 @@ fn the_other_docker_commands_name_only_the_sandbox_and_task_they_are_for() {
             ),
             concat!(
                 "docker ps --all --filter label=zenn-sandbox.sandbox=zenn-sandbox ",
-                r#"--filter label=zenn-sandbox.role=pause --format "{{.Label \"zenn-sandbox.task\"}}""#
+                r#"--format "{{.Label \"zenn-sandbox.task\"}}""#
             )
             .to_string(),
             "docker inspect --type container c1 c2".to_string(),
