@@ -255,7 +255,7 @@ fn a_web_container_waits_for_its_app_to_be_healthy_then_serves_on_the_task_addre
          "healthCheck": {"command": ["CMD-SHELL", "test -s /srv/index.html"], "interval": 30, "timeout": 5, "retries": 3},
          "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-stream-prefix": "ecs"}}},
         {"name": "web", "image": "{image}", "essential": true,
-         "command": ["httpd", "-f", "-p", "80", "-h", "/srv"],
+         "command": ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 80 -h /srv & wait"],
          "portMappings": [{"containerPort": 80, "hostPort": 80, "protocol": "tcp"}],
          "volumesFrom": [{"sourceContainer": "app", "readOnly": true}],
          "dependsOn": [{"containerName": "app", "condition": "HEALTHY"}],
@@ -319,7 +319,8 @@ fn a_web_container_waits_for_its_app_to_be_healthy_then_serves_on_the_task_addre
         sandbox.stop(&task, TaskStop::new(StopCode::UserInitiated, "Task stopped by the test"));
     assert_eq!(stopped.last_status, Status::Stopped);
     assert_eq!(stopped.stop.unwrap().reason, "Task stopped by the test");
-    assert_eq!(stopped.containers[0].exit_code, Some(0), "app traps SIGTERM and exits 0");
+    let codes: Vec<Option<i32>> = stopped.containers.iter().map(|c| c.exit_code).collect();
+    assert_eq!(codes, [Some(0), Some(0)], "both trap the SIGTERM of `docker stop` and exit 0");
     assert!(stopped.containers.iter().all(|c| c.last_status == Status::Stopped));
 }
 
