@@ -345,3 +345,12 @@ fn docker_output(cmd: Cmd<'_>) -> Result<String, String> {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_runner_can_be_shared_between_the_scheduler_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<super::Fargate>();
+    }
+}
