@@ -10,6 +10,7 @@
 //! `venv/`. A port already taken is replaced by a free one, recorded in the state file.
 
 pub mod admin;
+pub mod fargate;
 mod http;
 mod moto;
 mod process;

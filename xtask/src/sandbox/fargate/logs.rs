@@ -1,0 +1,204 @@
+//! The awslogs stand-in: each container's output, from its start, in
+//! `<logs dir>/<task id>/<container>.log`, under a header naming its awslogs stream.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{anyhow, Context, Result};
+
+use super::plan::ContainerPlan;
+use crate::failure::Failure;
+
+pub fn task_dir(logs_dir: &Path, task_id: &str) -> PathBuf {
+    logs_dir.join(task_id)
+}
+
+/// The first line of a container's log file.
+pub fn header(stream: &str) -> String {
+    format!("==> {stream} <==")
+}
+
+/// Copies a started container's output into its log file (`docker logs --follow` shows it from
+/// the start); the copy ends by itself when the container stops or is removed.
+pub fn follow(logs_dir: &Path, task_id: &str, container: &ContainerPlan) -> io::Result<()> {
+    let dir = task_dir(logs_dir, task_id);
+    std::fs::create_dir_all(&dir)?;
+    let mut file = File::create(dir.join(format!("{}.log", container.name())))?;
+    writeln!(file, "{}", header(&container.def.log_stream(task_id)))?;
+    let stderr = file.try_clone()?;
+    let copy = duct::cmd!("docker", "logs", "--follow", &container.docker_name)
+        .stdin_null()
+        .stdout_file(file)
+        .stderr_file(stderr)
+        .unchecked();
+    std::thread::spawn(move || copy.run());
+    Ok(())
+}
+
+/// `cargo xtask sandbox logs [TASK]`: writes the logs of task `task` (its id or a unique
+/// prefix) or, without one, of the task that logged last; returns the task's id.
+pub fn logs(logs_dir: &Path, task: Option<&str>, out: &mut dyn Write) -> Result<String> {
+    let tasks = logged_tasks(logs_dir)?;
+    if tasks.is_empty() {
+        return Err(anyhow!(
+            "no task has logged in this sandbox yet ({} holds no task logs)",
+            logs_dir.display()
+        )
+        .context(Failure::Input));
+    }
+    let chosen = match task {
+        Some(wanted) => {
+            let matching: Vec<&LoggedTask> =
+                tasks.iter().filter(|t| t.id.starts_with(wanted)).collect();
+            match matching.as_slice() {
+                [one] => *one,
+                [] => {
+                    let known: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+                    return Err(anyhow!(
+                        "no logs for task {wanted}: the sandbox has logs of {}",
+                        known.join(", ")
+                    )
+                    .context(Failure::Input));
+                }
+                _ => {
+                    return Err(anyhow!(
+                        "{wanted} is the start of {} task ids: give more of the id",
+                        matching.len()
+                    )
+                    .context(Failure::Input));
+                }
+            }
+        }
+        None => tasks.iter().max_by_key(|t| t.last_write).unwrap_or(&tasks[0]),
+    };
+    for (i, file) in chosen.files.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        let mut source =
+            File::open(file).with_context(|| format!("could not read {}", file.display()))?;
+        io::copy(&mut source, out)?;
+    }
+    Ok(chosen.id.clone())
+}
+
+struct LoggedTask {
+    id: String,
+    /// Its `*.log` files, by name.
+    files: Vec<PathBuf>,
+    last_write: SystemTime,
+}
+
+fn logged_tasks(logs_dir: &Path) -> Result<Vec<LoggedTask>> {
+    let entries = match std::fs::read_dir(logs_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("could not list {}", logs_dir.display())),
+    };
+    let mut tasks = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let mut files = Vec::new();
+        let mut last_write = SystemTime::UNIX_EPOCH;
+        for file in std::fs::read_dir(entry.path())? {
+            let file = file?;
+            let path = file.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                last_write = last_write.max(file.metadata()?.modified()?);
+                files.push(path);
+            }
+        }
+        if files.is_empty() {
+            continue;
+        }
+        files.sort();
+        tasks.push(LoggedTask {
+            id: entry.file_name().to_string_lossy().into_owned(),
+            files,
+            last_write,
+        });
+    }
+    tasks.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(tasks)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir()
+                .join(format!("zenn-fargate-logs-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn log(&self, task: &str, container: &str, text: &str, age_s: u64) {
+            let dir = task_dir(&self.0, task);
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = File::create(dir.join(format!("{container}.log"))).unwrap();
+            (&file).write_all(text.as_bytes()).unwrap();
+            file.set_modified(SystemTime::now() - Duration::from_secs(age_s)).unwrap();
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn shown(dir: &Path, task: Option<&str>) -> Result<(String, String)> {
+        let mut out = Vec::new();
+        let id = logs(dir, task, &mut out)?;
+        Ok((id, String::from_utf8(out).unwrap()))
+    }
+
+    #[test]
+    fn without_a_task_the_one_that_logged_last_is_shown_every_container_by_name() {
+        let dir = TempDir::new("latest");
+        dir.log("aaaa1111", "rails", "==> ecs/rails/aaaa1111 <==\nold\n", 60);
+        dir.log("bbbb2222", "rails", "==> ecs/rails/bbbb2222 <==\ndb:migrate\n", 10);
+        dir.log("bbbb2222", "nginx", "==> ecs/nginx/bbbb2222 <==\nGET /\n", 5);
+        let (id, text) = shown(&dir.0, None).unwrap();
+        assert_eq!(id, "bbbb2222");
+        assert_eq!(
+            text,
+            "==> ecs/nginx/bbbb2222 <==\nGET /\n\n==> ecs/rails/bbbb2222 <==\ndb:migrate\n"
+        );
+    }
+
+    #[test]
+    fn a_task_is_found_by_a_unique_prefix_of_its_id() {
+        let dir = TempDir::new("prefix");
+        dir.log("aaaa1111", "rails", "first\n", 60);
+        dir.log("aabb2222", "rails", "second\n", 10);
+        assert_eq!(
+            shown(&dir.0, Some("aaaa")).unwrap(),
+            ("aaaa1111".to_string(), "first\n".to_string())
+        );
+        let ambiguous = shown(&dir.0, Some("aa")).unwrap_err();
+        assert!(format!("{ambiguous:#}").contains("2 task ids"), "{ambiguous:#}");
+        let unknown = shown(&dir.0, Some("cc")).unwrap_err();
+        assert_eq!(Failure::of(&unknown), Some(Failure::Input));
+        assert!(format!("{unknown:#}").contains("aaaa1111, aabb2222"), "{unknown:#}");
+    }
+
+    #[test]
+    fn no_logs_at_all_says_so() {
+        let dir = TempDir::new("empty");
+        let err = shown(&dir.0.join("missing"), None).unwrap_err();
+        assert!(format!("{err:#}").contains("no task has logged"), "{err:#}");
+    }
+}
