@@ -10,6 +10,7 @@ mod ci;
 mod config;
 mod entrypoint;
 mod failure;
+mod fingerprint;
 mod pipeline;
 mod report;
 mod rspec;
