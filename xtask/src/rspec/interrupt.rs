@@ -14,11 +14,13 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static SERVER_GROUP: AtomicI32 = AtomicI32::new(0);
 static INSTALL: Once = Once::new();
 
-/// Installs the handler once. When another module already installed one, that one governs and
-/// the server still dies with this process (it is started with a parent-death signal).
+/// Installs the handler once. When another module already installed a ctrlc handler, that one
+/// governs, and the server still dies with this process (it has a parent-death signal).
 pub fn install() {
     INSTALL.call_once(|| {
-        let _ = ctrlc::try_set_handler(on_interrupt);
+        // `set_handler` also replaces an inherited SIG_IGN (a background job of a script): the
+        // suite's children take SIGINT whatever their parent ignored, so we must too.
+        let _ = ctrlc::set_handler(on_interrupt);
     });
 }
 

@@ -282,6 +282,7 @@ fn build_template(
     let _ = fs::remove_dir_all(&partial);
     let paths = Paths::new(&partial, &std::env::temp_dir());
     fs::create_dir_all(&paths.dir)?;
+    let cleanup = RemoveOnDrop(partial.clone());
 
     let install_db = mariadbd
         .parent()
@@ -296,6 +297,7 @@ fn build_template(
         .ignore_status()
         .output()
         .context("cannot run mariadb-install-db")?;
+    interrupt::check()?;
     if !out.status.success() {
         bail!(
             "mariadb-install-db failed ({}):\n{}{}",
@@ -315,8 +317,19 @@ fn build_template(
     }
     fs::rename(&partial, template)
         .with_context(|| format!("cannot move the template into {}", template.display()))?;
+    // The directory moved away, so the guard finds nothing to delete.
+    drop(cleanup);
     phase.finish();
     Ok(())
+}
+
+/// Deletes a directory when a step fails halfway.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Debian puts mariadbd in /usr/sbin, which is not on every user's PATH.
