@@ -1,5 +1,7 @@
 //! Placeholder until its issue lands.
 
+pub mod images;
+
 use anyhow::{bail, Result};
 use xshell::Shell;
 
