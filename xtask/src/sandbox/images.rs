@@ -180,8 +180,13 @@ impl Recipe {
     }
 }
 
+/// `zenn-sandbox/ruby:3.1` → `zenn-sandbox-ruby-3.1`, for file names.
+fn slug(image: &str) -> String {
+    image.replace(['/', ':'], "-")
+}
+
 fn upload_name(image: &str, index: usize) -> String {
-    format!("{}-{index}", image.replace(['/', ':'], "-"))
+    format!("{}-{index}", slug(image))
 }
 
 /// Builds each base image that is missing or whose recipe changed; says what and how long.
@@ -242,7 +247,7 @@ fn build(sh: &Shell, report: &Reporter, recipe: &Recipe) -> Result<()> {
             std::fs::write(dir.join(upload_name(recipe.image, i)), contents)?;
         }
     }
-    let log = dir.join(format!("{}.log", upload_name(recipe.image, 0)));
+    let log = dir.join(format!("{}.log", slug(recipe.image)));
     let previous = image_id(sh, recipe.image);
     report.info(format!(
         "building {} from Debian {SUITE} packages: {} (log: {})",
@@ -269,10 +274,11 @@ fn build(sh: &Shell, report: &Reporter, recipe: &Recipe) -> Result<()> {
                 Ok(status) => return finish(status, recipe, &log),
                 Err(mpsc::RecvTimeoutError::Timeout) => report.progress(
                     "base-image",
+                    // Whole tens of seconds, so piped output gets a line every 10 s, not every second.
                     format!(
-                        "    building {}: mmdebstrap | docker import, {}",
+                        "    building {}: mmdebstrap | docker import, {}s",
                         recipe.image,
-                        human_duration(started.elapsed())
+                        started.elapsed().as_secs() / 10 * 10
                     ),
                     json!({ "image": recipe.image, "elapsed_s": started.elapsed().as_secs() }),
                 ),

@@ -46,7 +46,10 @@ if [ ! -d "$datadir/mysql" ]; then
   done
   # The SQL (passwords included) goes on stdin, never on a command line.
   {
-    echo "DELETE FROM mysql.global_priv WHERE User = '';"
+    # install-db's passwordless accounts (anonymous, root@127.0.0.1, root@<hostname>) go.
+    echo "DELETE FROM mysql.global_priv WHERE User = '' OR (User = 'root' AND Host <> 'localhost');"
+    echo "DELETE FROM mysql.proxies_priv WHERE Host <> 'localhost';"
+    echo "FLUSH PRIVILEGES;"
     if [ -n "$root_password" ]; then
       echo "ALTER USER 'root'@'localhost' IDENTIFIED BY $(sql_string "$root_password");"
       echo "CREATE USER 'root'@'%' IDENTIFIED BY $(sql_string "$root_password");"
