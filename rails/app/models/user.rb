@@ -1,5 +1,5 @@
 class User < ApplicationRecord
-  EMAIL_FORMAT = /\A[^@\s]+@[^@\s]+\.[^@\s]+\z/.freeze
+  EMAIL_FORMAT = /\A[^@\s]+@[^@\s]+\.[^@\s]+\z/
 
   has_many :articles, dependent: :destroy
 
