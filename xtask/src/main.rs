@@ -11,6 +11,7 @@ mod config;
 mod ec2;
 mod entrypoint;
 mod failure;
+mod fingerprint;
 mod pipeline;
 mod report;
 mod rspec;

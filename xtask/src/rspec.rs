@@ -1,19 +1,145 @@
-//! Placeholder until its issue lands.
+//! `test`: the app's RSpec suite, run for real against MariaDB.
+//!
+//! The database is `TEST_DATABASE_URL` when it is set (probed first, so a server that does not
+//! answer fails within seconds, not a hang); otherwise a throwaway MariaDB of our own
+//! ([`mariadb`]), stopped after success, failure and Ctrl-C.
 
-use anyhow::{bail, Result};
-use xshell::Shell;
+mod db_url;
+mod interrupt;
+mod mariadb;
 
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::failure::Failure;
 use crate::report::Reporter;
+use crate::setup::{self, Need};
+
+/// The variable naming the test database; `config/database.yml` reads it too.
+pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
+
+/// How long a configured database may take to answer before the run fails.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "\
+Database:
+  TEST_DATABASE_URL set    the suite uses that server, e.g.
+                           mysql2://root:password@127.0.0.1:3306/zenn_clone_test
+                           (the database is created and its schema loaded first)
+  TEST_DATABASE_URL unset  a throwaway MariaDB: data and unix socket under target/mariadb/,
+                           no TCP port, stopped when the suite ends
+  DATABASE_URL is never passed to the suite, so a production URL cannot be touched.")]
+pub struct Args {
+    /// Arguments for rspec, after `--` (e.g. `-- spec/requests/api/v1/health_checks_spec.rb`)
+    #[arg(last = true, value_name = "RSPEC_ARGS")]
+    rspec_args: Vec<String>,
+}
 
 impl Args {
-    pub fn run(self, _sh: &Shell, _report: &Reporter) -> Result<()> {
-        bail!("`rspec` is not implemented yet")
+    pub fn run(self, sh: &Shell, report: &Reporter) -> Result<()> {
+        run_suite(sh, report, &self.rspec_args)
     }
 }
 
-pub fn run_suite(_sh: &Shell, _report: &Reporter, _rspec_args: &[String]) -> Result<()> {
-    bail!("`test` is not implemented yet")
+/// Runs `bundle exec rspec` in `rails/` against a test database (see the module docs);
+/// a failing suite is a `Failure::Tests` error.
+pub fn run_suite(sh: &Shell, report: &Reporter, rspec_args: &[String]) -> Result<()> {
+    setup::ensure(sh, report, Need::Tests)?;
+    interrupt::install();
+    let rails_dir = crate::project_root().join("rails");
+
+    let phase = report.phase("test database");
+    let database = Database::open(sh, report, &rails_dir)?;
+    phase.finish();
+
+    let phase = report.phase("rspec");
+    let _dir = sh.push_dir(&rails_dir);
+    let rspec = cmd!(sh, "bundle exec rspec {rspec_args...}")
+        .env("RAILS_ENV", "test")
+        .env(TEST_DATABASE_URL, database.url())
+        .env_remove("DATABASE_URL");
+    report.line(&format!("$ {rspec}"));
+    let status = Command::from(rspec)
+        .status()
+        .context("cannot run `bundle exec rspec`: run `cargo xtask setup`")
+        .context(Failure::Preflight);
+    drop(database);
+    let status = status?;
+    interrupt::check()?;
+    if !status.success() {
+        return Err(anyhow!("rspec failed ({status}): the failing examples are listed above")
+            .context(Failure::Tests));
+    }
+    phase.finish();
+    Ok(())
+}
+
+enum Database {
+    /// Our own server, stopped (and its files deleted) when dropped.
+    Throwaway(mariadb::Server),
+    /// The server `TEST_DATABASE_URL` names.
+    Configured(String),
+}
+
+impl Database {
+    fn open(sh: &Shell, report: &Reporter, rails_dir: &Path) -> Result<Database> {
+        let configured = std::env::var(TEST_DATABASE_URL).ok().filter(|u| !u.trim().is_empty());
+        let Some(url) = configured else {
+            report.info(format!(
+                "database: a throwaway MariaDB under target/mariadb/ (set {TEST_DATABASE_URL} to use your own)"
+            ));
+            return Ok(Database::Throwaway(mariadb::start_throwaway(sh, report, rails_dir)?));
+        };
+        let parsed = db_url::parse(&url)
+            .with_context(|| format!("{TEST_DATABASE_URL} is not a MySQL database URL"))
+            .context(Failure::Input)?;
+        report.info(format!("database: {} (from {TEST_DATABASE_URL})", parsed.redacted));
+        db_url::probe(&parsed.endpoint, PROBE_TIMEOUT)
+            .with_context(|| {
+                format!(
+                    "the test database {} does not answer: start it, or unset {TEST_DATABASE_URL} to use a throwaway MariaDB",
+                    parsed.redacted
+                )
+            })
+            .context(Failure::Preflight)?;
+        prepare_database(sh, rails_dir, &url)?;
+        Ok(Database::Configured(url))
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Database::Throwaway(server) => server.url(),
+            Database::Configured(url) => url.clone(),
+        }
+    }
+}
+
+/// Creates the test database and loads `db/schema.rb` into it (`RAILS_ENV=test`).
+fn prepare_database(sh: &Shell, rails_dir: &Path, url: &str) -> Result<()> {
+    let _dir = sh.push_dir(rails_dir);
+    let out = cmd!(sh, "bundle exec rails db:create db:schema:load")
+        .env("RAILS_ENV", "test")
+        .env(TEST_DATABASE_URL, url)
+        .env_remove("DATABASE_URL")
+        .quiet()
+        .ignore_status()
+        .output()
+        .context("cannot run `bundle exec rails`: run `cargo xtask setup`")
+        .context(Failure::Preflight)?;
+    interrupt::check()?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "`rails db:create db:schema:load` failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .context(Failure::Tests));
+    }
+    Ok(())
 }

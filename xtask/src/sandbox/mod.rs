@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod fargate;
 mod http;
+pub mod images;
 mod moto;
 mod process;
 mod registry;
@@ -148,20 +149,11 @@ pub fn ensure_up(sh: &Shell, report: &Reporter, opts: UpOptions) -> Result<Sandb
     up_locked(sh, report, &layout, opts)
 }
 
-/// The single call site for what the host must have before the sandbox starts: Debian
-/// packages (`setup::ensure(sh, report, setup::Need::Sandbox)`) and the base images
-/// (`images::ensure(sh, report)`), wired in here when those modules land.
-fn prepare_host(_sh: &Shell, _report: &Reporter) -> Result<()> {
-    for (program, package) in [("docker-registry", "docker-registry"), ("python3", "python3-venv")]
-    {
-        if find_program(program).is_none() {
-            return Err(anyhow!(
-                "`{program}` is not installed: run `cargo xtask setup` (Debian package {package})"
-            )
-            .context(Failure::Preflight));
-        }
-    }
-    Ok(())
+/// What the host must have before the sandbox starts: Debian packages, then the base images
+/// standing in for the official ones (built once, cached in Docker).
+fn prepare_host(sh: &Shell, report: &Reporter) -> Result<()> {
+    crate::setup::ensure(sh, report, crate::setup::Need::Sandbox)?;
+    images::ensure(sh, report)
 }
 
 fn find_program(name: &str) -> Option<PathBuf> {
