@@ -8,13 +8,16 @@
 mod aws;
 mod ci;
 mod config;
+mod ecs;
 mod entrypoint;
 mod failure;
 mod pipeline;
 mod report;
+mod roll;
 mod rspec;
 mod sandbox;
 mod setup;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
