@@ -380,10 +380,9 @@ impl Watch {
                 log_hint(task, td)
             };
             return Some(format!(
-                "{}{}{}{hint}",
+                "{}{}{hint}",
                 describe_stopped(task),
-                rollout_note(deployment),
-                failed_tasks_note(deployment)
+                deployment_note(deployment)
             ));
         }
         for c in &task.containers {
@@ -529,6 +528,24 @@ fn rollout_note(d: &DeploymentSnapshot) -> String {
     }
 }
 
+/// The deployment's failure and failed-task count, when there is either.
+fn deployment_note(d: &DeploymentSnapshot) -> String {
+    let mut parts = Vec::new();
+    if d.rollout_state.as_deref() == Some("FAILED") {
+        parts.push(format!(
+            "FAILED: {}",
+            d.rollout_state_reason.as_deref().unwrap_or("no reason given")
+        ));
+    }
+    if d.failed_tasks > 0 {
+        parts.push(format!("{} failed task(s)", d.failed_tasks));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!("\ndeployment {}: {}", d.id, parts.join(", "))
+}
+
 fn failed_tasks_note(d: &DeploymentSnapshot) -> String {
     if d.failed_tasks > 0 {
         format!(" ({} failed task(s))", d.failed_tasks)
@@ -539,17 +556,28 @@ fn failed_tasks_note(d: &DeploymentSnapshot) -> String {
 
 /// `new task 0f6e4a1b stopped (EssentialContainerExited): reason`, then each container.
 fn describe_stopped(task: &TaskSnapshot) -> String {
-    let state = if task.last_status == "STOPPED" {
+    let mut state = if task.last_status == "STOPPED" {
         "stopped".to_string()
     } else {
-        format!("is stopping ({})", task.last_status)
+        format!("is stopping (last status {}", task.last_status)
     };
-    let code = task.stop_code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+    match (&task.stop_code, task.last_status == "STOPPED") {
+        (Some(code), true) => state.push_str(&format!(" ({code})")),
+        (Some(code), false) => state.push_str(&format!(", {code})")),
+        (None, false) => state.push(')'),
+        (None, true) => {}
+    }
     let reason = task.stopped_reason.as_deref().unwrap_or("no reason given");
-    let mut out = format!("new task {} {state}{code}: {reason}", task.id);
+    let mut out = format!("new task {} {state}: {reason}", task.id);
     for c in &task.containers {
         let exit = c.exit_code.map_or("no exit code".to_string(), |e| format!("exit code {e}"));
-        let why = c.reason.as_deref().map(|r| format!(", reason: {r}")).unwrap_or_default();
+        let why = match c.reason.as_deref() {
+            Some(r) if Some(r) == task.stopped_reason.as_deref() => {
+                ", reason: as above".to_string()
+            }
+            Some(r) => format!(", reason: {r}"),
+            None => String::new(),
+        };
         let status = c.last_status.as_deref().unwrap_or("-");
         out.push_str(&format!(
             "\n  container {}: {status}, {exit}{why}, health {}",
@@ -994,11 +1022,16 @@ fn report_progress(report: &Reporter, progress: &Progress, elapsed: Duration) {
     if let Value::Object(map) = &mut data {
         map.insert("roll_elapsed_s".to_string(), json!(elapsed.as_secs_f64()));
     }
-    report.progress(
-        "roll",
-        format!("roll {}: {progress}", human_duration(Duration::from_secs(tick))),
-        data,
-    );
+    report.progress("roll", format!("roll {}: {progress}", clock(tick)), data);
+}
+
+/// `0s`, `45s`, `1m05s`.
+fn clock(secs: u64) -> String {
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    }
 }
 
 fn task_line(t: &TaskSnapshot) -> String {

@@ -633,9 +633,9 @@ async fn essential_container_exit_fails_fast_with_exit_code_and_log_hint() {
     let (result, elapsed) = run(&fake, RollStrategy::ForceNewDeployment, TEN_MINUTES, 7).await;
     let (code, text) = error_text(result);
     assert_eq!(code, 7);
-    assert!(text.contains("new task new1 is stopping (RUNNING) (EssentialContainerExited): Essential container in task exited"), "{text}");
+    assert!(text.contains("new task new1 is stopping (last status RUNNING, EssentialContainerExited): Essential container in task exited"), "{text}");
     assert!(text.contains("container rails: STOPPED, exit code 1"), "{text}");
-    assert!(text.contains("(1 failed task(s))"), "{text}");
+    assert!(text.contains("deployment ecs-svc/2222222222222222222: 1 failed task(s)"), "{text}");
     assert!(
         text.contains("aws logs tail /ecs/zenn-clone-task-definition-backend --log-stream-names ecs/rails/new1"),
         "{text}"
@@ -669,6 +669,7 @@ async fn image_pull_failure_fails_fast_with_the_pull_error() {
         "{text}"
     );
     assert!(text.contains("zenn-clone-rails:latest: not found"), "{text}");
+    assert!(text.contains("container rails: STOPPED, no exit code, reason: as above"), "{text}");
     assert!(text.contains("ecr:BatchGetImage"), "{text}");
     assert_within(elapsed, 21.0, "pull failure");
 }
