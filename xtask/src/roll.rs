@@ -91,11 +91,6 @@ impl PollSchedule {
             seed,
         }
     }
-
-    /// The longest wait between two polls.
-    pub fn longest_wait(&self) -> Duration {
-        self.cap.mul_f64(1.0 + self.jitter)
-    }
 }
 
 /// The waits between polls.
