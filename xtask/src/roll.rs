@@ -704,32 +704,17 @@ fn task_json(t: &TaskSnapshot) -> Value {
 
 /// Rolls the service and waits for the new tasks; errors carry `Failure::Roll` or `Failure::Timeout`.
 pub async fn roll(api: &impl EcsApi, req: &RollRequest, report: &Reporter) -> Result<RollOutcome> {
-    let api = Counting::new(api);
-    let started = Instant::now();
-    let result = drive(&api, req, report, started).await;
-    let (tasks, deployment_id, polls, first_task_after, healthy_after) = result?;
-    let outcome = RollOutcome {
-        strategy: req.strategy,
-        deployment_id,
-        tasks,
-        api_calls: api.calls(),
-        polls,
-        duration: started.elapsed(),
-        first_task_after,
-        healthy_after,
-    };
+    let outcome = drive(&Counting::new(api), req, report).await?;
     report.event("roll_done", outcome.to_json());
     Ok(outcome)
 }
 
-type Driven = (Vec<TaskSnapshot>, String, u32, Option<Duration>, Option<Duration>);
-
-async fn drive(
-    api: &impl EcsApi,
+async fn drive<A: EcsApi>(
+    api: &Counting<'_, A>,
     req: &RollRequest,
     report: &Reporter,
-    started: Instant,
-) -> Result<Driven> {
+) -> Result<RollOutcome> {
+    let started = Instant::now();
     let (cluster, name) = (req.cluster.as_str(), req.service.as_str());
     let deadline = started + req.timeout;
 
@@ -814,7 +799,11 @@ async fn drive(
                 poll_errors += 1;
                 if poll_errors >= MAX_POLL_ERRORS {
                     return Err(e
-                        .context(format!("polling ECS failed {poll_errors} times in a row"))
+                        .context(format!(
+                            "polling ECS failed {poll_errors} times in a row; the roll itself may \
+                             still finish: `aws ecs describe-services --cluster {cluster} --services \
+                             {name}` shows it"
+                        ))
                         .context(Failure::Roll));
                 }
                 report.warn(format!("polling ECS failed, retrying: {e:#}"));
@@ -842,13 +831,16 @@ async fn drive(
                             human_duration(elapsed),
                             tasks.iter().map(task_line).collect::<Vec<_>>().join("; ")
                         ));
-                        return Ok((
+                        return Ok(RollOutcome {
+                            strategy: req.strategy,
+                            deployment_id: watch.deployment_id().to_string(),
                             tasks,
-                            watch.deployment_id().to_string(),
+                            api_calls: api.calls(),
                             polls,
-                            Some(first_task_after.unwrap_or(elapsed)),
-                            Some(healthy_after.unwrap_or(elapsed)),
-                        ));
+                            duration: elapsed,
+                            first_task_after: Some(first_task_after.unwrap_or(elapsed)),
+                            healthy_after: Some(healthy_after.unwrap_or(elapsed)),
+                        });
                     }
                     Verdict::Waiting(progress) => {
                         if !progress.new_tasks.is_empty() {
