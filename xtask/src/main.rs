@@ -9,14 +9,17 @@ mod aws;
 mod ci;
 mod config;
 mod ec2;
+mod ecs;
 mod entrypoint;
 mod failure;
 mod fingerprint;
 mod pipeline;
 mod report;
+mod roll;
 mod rspec;
 mod sandbox;
 mod setup;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

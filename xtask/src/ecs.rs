@@ -1,0 +1,729 @@
+//! Thin ECS calls that return plain values.
+//!
+//! [`EcsApi`] is the interface the roll's driver polls through: [`Ecs`] implements it over the
+//! SDK client, the roll's tests implement it with scripted responses. Every method is one API
+//! call, so a wrapper can count them; [`list_all_tasks`] and [`describe_all_tasks`] page and
+//! batch on top.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_ecs::error::DisplayErrorContext;
+use aws_sdk_ecs::primitives::DateTime;
+use aws_sdk_ecs::types;
+
+/// DescribeTasks takes at most this many tasks per call.
+pub const DESCRIBE_TASKS_BATCH: usize = 100;
+
+/// A service as DescribeServices shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSnapshot {
+    pub name: String,
+    /// `ACTIVE`, `DRAINING` or `INACTIVE`.
+    pub status: String,
+    pub desired: i32,
+    pub running: i32,
+    pub pending: i32,
+    pub task_definition: Option<String>,
+    pub deployments: Vec<DeploymentSnapshot>,
+    /// Newest first, as ECS returns them.
+    pub events: Vec<ServiceEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentSnapshot {
+    /// `ecs-svc/…`; the `startedBy` of every task this deployment launches.
+    pub id: String,
+    /// `PRIMARY`, `ACTIVE` or `INACTIVE`.
+    pub status: String,
+    /// `IN_PROGRESS`, `COMPLETED` or `FAILED`; absent when ECS does not report it.
+    pub rollout_state: Option<String>,
+    pub rollout_state_reason: Option<String>,
+    pub task_definition: Option<String>,
+    pub created_at: Option<SystemTime>,
+    pub desired: i32,
+    pub pending: i32,
+    pub running: i32,
+    pub failed_tasks: i32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceEvent {
+    pub id: String,
+    pub created_at: Option<SystemTime>,
+    pub message: String,
+}
+
+/// A task as DescribeTasks shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSnapshot {
+    pub arn: String,
+    /// The last segment of the ARN, as the console shows it.
+    pub id: String,
+    /// `service:<name>` for a service's tasks.
+    pub group: Option<String>,
+    /// The deployment id for a service's tasks.
+    pub started_by: Option<String>,
+    pub task_definition_arn: Option<String>,
+    /// `PROVISIONING`, `PENDING`, `ACTIVATING`, `RUNNING`, `DEACTIVATING`, `STOPPING`, `DEPROVISIONING`, `STOPPED`.
+    pub last_status: String,
+    pub desired_status: String,
+    pub health: Health,
+    pub created_at: Option<SystemTime>,
+    pub started_at: Option<SystemTime>,
+    pub stopped_at: Option<SystemTime>,
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+    /// The task's elastic network interface (awsvpc), whose public IP the verification uses.
+    pub eni_id: Option<String>,
+    pub containers: Vec<ContainerSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSnapshot {
+    pub name: String,
+    pub image: Option<String>,
+    pub image_digest: Option<String>,
+    pub last_status: Option<String>,
+    pub health: Health,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    Unhealthy,
+    /// No result yet, no health check, or not reported.
+    Unknown,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "HEALTHY",
+            Health::Unhealthy => "UNHEALTHY",
+            Health::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// The parts of a task definition the roll judges tasks by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskDefinitionSnapshot {
+    pub arn: String,
+    pub containers: Vec<ContainerDefinitionSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerDefinitionSnapshot {
+    pub name: String,
+    pub image: Option<String>,
+    pub essential: bool,
+    pub has_health_check: bool,
+    /// `awslogs-group` and `awslogs-stream-prefix`, when the container logs to CloudWatch.
+    pub log_group: Option<String>,
+    pub log_stream_prefix: Option<String>,
+}
+
+impl TaskDefinitionSnapshot {
+    pub fn essential(&self) -> impl Iterator<Item = &ContainerDefinitionSnapshot> {
+        self.containers.iter().filter(|c| c.essential)
+    }
+}
+
+/// Which tasks ListTasks returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DesiredStatus {
+    Running,
+    Stopped,
+}
+
+/// One page of ListTasks.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskPage {
+    pub arns: Vec<String>,
+    pub next_token: Option<String>,
+}
+
+/// The ECS calls a roll makes; each method is exactly one API call.
+pub trait EcsApi {
+    async fn describe_service(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot>;
+    /// One page of the service's tasks with the given desired status.
+    async fn list_tasks_page(
+        &self,
+        cluster: &str,
+        service: &str,
+        desired: DesiredStatus,
+        next_token: Option<&str>,
+    ) -> Result<TaskPage>;
+    /// At most [`DESCRIBE_TASKS_BATCH`] tasks; tasks ECS no longer knows are left out.
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskSnapshot>>;
+    async fn stop_task(&self, cluster: &str, arn: &str, reason: &str) -> Result<()>;
+    /// UpdateService with forceNewDeployment; returns the service as the call left it.
+    async fn force_new_deployment(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot>;
+    async fn describe_task_definition(
+        &self,
+        task_definition: &str,
+    ) -> Result<TaskDefinitionSnapshot>;
+}
+
+/// Every task ARN ListTasks returns, all pages.
+pub async fn list_all_tasks(
+    api: &impl EcsApi,
+    cluster: &str,
+    service: &str,
+    desired: DesiredStatus,
+) -> Result<Vec<String>> {
+    let mut arns = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = api.list_tasks_page(cluster, service, desired, token.as_deref()).await?;
+        arns.extend(page.arns);
+        match page.next_token {
+            Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+            _ => return Ok(arns),
+        }
+    }
+}
+
+/// DescribeTasks in batches of [`DESCRIBE_TASKS_BATCH`].
+pub async fn describe_all_tasks(
+    api: &impl EcsApi,
+    cluster: &str,
+    arns: &[String],
+) -> Result<Vec<TaskSnapshot>> {
+    let mut tasks = Vec::with_capacity(arns.len());
+    for batch in arns.chunks(DESCRIBE_TASKS_BATCH) {
+        tasks.extend(api.describe_tasks(cluster, batch).await?);
+    }
+    Ok(tasks)
+}
+
+/// An [`EcsApi`] that counts the calls made through it, by operation.
+pub struct Counting<'a, A> {
+    api: &'a A,
+    calls: RefCell<BTreeMap<&'static str, u32>>,
+}
+
+impl<'a, A: EcsApi> Counting<'a, A> {
+    pub fn new(api: &'a A) -> Self {
+        Counting { api, calls: RefCell::new(BTreeMap::new()) }
+    }
+
+    pub fn calls(&self) -> BTreeMap<&'static str, u32> {
+        self.calls.borrow().clone()
+    }
+
+    fn count(&self, op: &'static str) {
+        *self.calls.borrow_mut().entry(op).or_default() += 1;
+    }
+}
+
+impl<A: EcsApi> EcsApi for Counting<'_, A> {
+    async fn describe_service(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot> {
+        self.count("DescribeServices");
+        self.api.describe_service(cluster, service).await
+    }
+    async fn list_tasks_page(
+        &self,
+        cluster: &str,
+        service: &str,
+        desired: DesiredStatus,
+        next_token: Option<&str>,
+    ) -> Result<TaskPage> {
+        self.count("ListTasks");
+        self.api.list_tasks_page(cluster, service, desired, next_token).await
+    }
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskSnapshot>> {
+        self.count("DescribeTasks");
+        self.api.describe_tasks(cluster, arns).await
+    }
+    async fn stop_task(&self, cluster: &str, arn: &str, reason: &str) -> Result<()> {
+        self.count("StopTask");
+        self.api.stop_task(cluster, arn, reason).await
+    }
+    async fn force_new_deployment(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot> {
+        self.count("UpdateService");
+        self.api.force_new_deployment(cluster, service).await
+    }
+    async fn describe_task_definition(
+        &self,
+        task_definition: &str,
+    ) -> Result<TaskDefinitionSnapshot> {
+        self.count("DescribeTaskDefinition");
+        self.api.describe_task_definition(task_definition).await
+    }
+}
+
+/// [`EcsApi`] over the SDK client.
+#[derive(Clone, Debug)]
+pub struct Ecs {
+    client: aws_sdk_ecs::Client,
+}
+
+impl Ecs {
+    pub fn new(client: aws_sdk_ecs::Client) -> Ecs {
+        Ecs { client }
+    }
+}
+
+fn sdk_error<E: std::error::Error + 'static>(e: E) -> anyhow::Error {
+    anyhow!("{}", DisplayErrorContext(e))
+}
+
+impl EcsApi for Ecs {
+    async fn describe_service(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot> {
+        let out = self
+            .client
+            .describe_services()
+            .cluster(cluster)
+            .services(service)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| {
+                format!("DescribeServices for `{service}` in cluster `{cluster}` failed")
+            })?;
+        if let Some(found) = out.services().first() {
+            return Ok(service_snapshot(found));
+        }
+        let reason = out.failures().first().and_then(|f| f.reason()).unwrap_or("not returned");
+        bail!(
+            "service `{service}` not found in cluster `{cluster}` ({reason}): \
+             check `cluster` and `service` in deploy.toml and the region"
+        )
+    }
+
+    async fn list_tasks_page(
+        &self,
+        cluster: &str,
+        service: &str,
+        desired: DesiredStatus,
+        next_token: Option<&str>,
+    ) -> Result<TaskPage> {
+        let status = match desired {
+            DesiredStatus::Running => types::DesiredStatus::Running,
+            DesiredStatus::Stopped => types::DesiredStatus::Stopped,
+        };
+        let out = self
+            .client
+            .list_tasks()
+            .cluster(cluster)
+            .service_name(service)
+            .desired_status(status)
+            .set_next_token(next_token.map(str::to_string))
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| format!("ListTasks for `{service}` in cluster `{cluster}` failed"))?;
+        Ok(TaskPage {
+            arns: out.task_arns().to_vec(),
+            next_token: out.next_token().map(str::to_string),
+        })
+    }
+
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskSnapshot>> {
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(arns.to_vec()))
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| format!("DescribeTasks in cluster `{cluster}` failed"))?;
+        Ok(out.tasks().iter().map(task_snapshot).collect())
+    }
+
+    async fn stop_task(&self, cluster: &str, arn: &str, reason: &str) -> Result<()> {
+        self.client
+            .stop_task()
+            .cluster(cluster)
+            .task(arn)
+            .reason(reason)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| format!("StopTask for {arn} failed"))?;
+        Ok(())
+    }
+
+    async fn force_new_deployment(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot> {
+        let out = self
+            .client
+            .update_service()
+            .cluster(cluster)
+            .service(service)
+            .force_new_deployment(true)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| {
+                format!("UpdateService (forceNewDeployment) for `{service}` failed")
+            })?;
+        out.service()
+            .map(service_snapshot)
+            .ok_or_else(|| anyhow!("UpdateService for `{service}` returned no service"))
+    }
+
+    async fn describe_task_definition(
+        &self,
+        task_definition: &str,
+    ) -> Result<TaskDefinitionSnapshot> {
+        let out = self
+            .client
+            .describe_task_definition()
+            .task_definition(task_definition)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| format!("DescribeTaskDefinition for {task_definition} failed"))?;
+        let def = out.task_definition().ok_or_else(|| {
+            anyhow!("DescribeTaskDefinition for {task_definition} returned nothing")
+        })?;
+        Ok(task_definition_snapshot(def, task_definition))
+    }
+}
+
+fn time(t: Option<&DateTime>) -> Option<SystemTime> {
+    t.and_then(|t| SystemTime::try_from(*t).ok())
+}
+
+fn owned(s: Option<&str>) -> Option<String> {
+    s.map(str::to_string)
+}
+
+fn health(h: Option<&types::HealthStatus>) -> Health {
+    match h {
+        Some(types::HealthStatus::Healthy) => Health::Healthy,
+        Some(types::HealthStatus::Unhealthy) => Health::Unhealthy,
+        _ => Health::Unknown,
+    }
+}
+
+pub fn service_snapshot(s: &types::Service) -> ServiceSnapshot {
+    ServiceSnapshot {
+        name: s.service_name().unwrap_or_default().to_string(),
+        status: s.status().unwrap_or_default().to_string(),
+        desired: s.desired_count(),
+        running: s.running_count(),
+        pending: s.pending_count(),
+        task_definition: owned(s.task_definition()),
+        deployments: s
+            .deployments()
+            .iter()
+            .map(|d| DeploymentSnapshot {
+                id: d.id().unwrap_or_default().to_string(),
+                status: d.status().unwrap_or_default().to_string(),
+                rollout_state: d.rollout_state().map(|r| r.as_str().to_string()),
+                rollout_state_reason: owned(d.rollout_state_reason()),
+                task_definition: owned(d.task_definition()),
+                created_at: time(d.created_at()),
+                desired: d.desired_count(),
+                pending: d.pending_count(),
+                running: d.running_count(),
+                failed_tasks: d.failed_tasks(),
+            })
+            .collect(),
+        events: s
+            .events()
+            .iter()
+            .map(|e| ServiceEvent {
+                id: e.id().unwrap_or_default().to_string(),
+                created_at: time(e.created_at()),
+                message: e.message().unwrap_or_default().to_string(),
+            })
+            .collect(),
+    }
+}
+
+pub fn task_snapshot(t: &types::Task) -> TaskSnapshot {
+    let arn = t.task_arn().unwrap_or_default().to_string();
+    let eni_id = t
+        .attachments()
+        .iter()
+        .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
+        .flat_map(|a| a.details())
+        .find(|kv| kv.name() == Some("networkInterfaceId"))
+        .and_then(|kv| owned(kv.value()));
+    TaskSnapshot {
+        id: arn.rsplit('/').next().unwrap_or_default().to_string(),
+        arn,
+        group: owned(t.group()),
+        started_by: owned(t.started_by()),
+        task_definition_arn: owned(t.task_definition_arn()),
+        last_status: t.last_status().unwrap_or_default().to_string(),
+        desired_status: t.desired_status().unwrap_or_default().to_string(),
+        health: health(t.health_status()),
+        created_at: time(t.created_at()),
+        started_at: time(t.started_at()),
+        stopped_at: time(t.stopped_at()),
+        stop_code: t.stop_code().map(|c| c.as_str().to_string()),
+        stopped_reason: owned(t.stopped_reason()),
+        eni_id,
+        containers: t
+            .containers()
+            .iter()
+            .map(|c| ContainerSnapshot {
+                name: c.name().unwrap_or_default().to_string(),
+                image: owned(c.image()),
+                image_digest: owned(c.image_digest()),
+                last_status: owned(c.last_status()),
+                health: health(c.health_status()),
+                exit_code: c.exit_code(),
+                reason: owned(c.reason()),
+            })
+            .collect(),
+    }
+}
+
+pub fn task_definition_snapshot(
+    def: &types::TaskDefinition,
+    requested: &str,
+) -> TaskDefinitionSnapshot {
+    TaskDefinitionSnapshot {
+        arn: def.task_definition_arn().unwrap_or(requested).to_string(),
+        containers: def
+            .container_definitions()
+            .iter()
+            .map(|c| {
+                let log_option = |key: &str| {
+                    c.log_configuration()
+                        .and_then(|l| l.options())
+                        .and_then(|o| o.get(key))
+                        .cloned()
+                };
+                ContainerDefinitionSnapshot {
+                    name: c.name().unwrap_or_default().to_string(),
+                    image: owned(c.image()),
+                    // ECS treats a container without `essential` as essential.
+                    essential: c.essential().unwrap_or(true),
+                    has_health_check: c.health_check().is_some(),
+                    log_group: log_option("awslogs-group"),
+                    log_stream_prefix: log_option("awslogs-stream-prefix"),
+                }
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::{
+        Attachment, Container, ContainerDefinition, Deployment, DeploymentRolloutState,
+        HealthCheck, HealthStatus, KeyValuePair, LogConfiguration, LogDriver, Service, Task,
+        TaskDefinition, TaskStopCode,
+    };
+
+    const TASK_ARN: &str =
+        "arn:aws:ecs:ap-northeast-1:123456789012:task/zenn-clone-cluster/0f6e4a1b2c3d4e5f60718293a4b5c6d7";
+    const TD_ARN: &str =
+        "arn:aws:ecs:ap-northeast-1:123456789012:task-definition/zenn-clone-task-definition-backend:7";
+
+    fn at(secs: i64) -> DateTime {
+        DateTime::from_secs(secs)
+    }
+
+    #[test]
+    fn service_converts_counts_deployments_and_events() {
+        let service = Service::builder()
+            .service_name("zenn-clone-backend-service")
+            .status("ACTIVE")
+            .desired_count(1)
+            .running_count(2)
+            .pending_count(0)
+            .task_definition(TD_ARN)
+            .deployments(
+                Deployment::builder()
+                    .id("ecs-svc/1234567890123456789")
+                    .status("PRIMARY")
+                    .task_definition(TD_ARN)
+                    .desired_count(1)
+                    .pending_count(0)
+                    .running_count(1)
+                    .failed_tasks(0)
+                    .created_at(at(1_700_000_000))
+                    .rollout_state(DeploymentRolloutState::InProgress)
+                    .rollout_state_reason("ECS deployment ecs-svc/1234567890123456789 in progress.")
+                    .build(),
+            )
+            .deployments(
+                Deployment::builder()
+                    .id("ecs-svc/9876543210987654321")
+                    .status("ACTIVE")
+                    .task_definition(TD_ARN)
+                    .desired_count(1)
+                    .running_count(1)
+                    .rollout_state(DeploymentRolloutState::Completed)
+                    .build(),
+            )
+            .events(
+                aws_sdk_ecs::types::ServiceEvent::builder()
+                    .id("5e2a1c0d-aaaa-bbbb-cccc-0123456789ab")
+                    .created_at(at(1_700_000_010))
+                    .message("(service zenn-clone-backend-service) has started 1 tasks: (task 0f6e4a1b2c3d4e5f60718293a4b5c6d7).")
+                    .build(),
+            )
+            .build();
+        let s = service_snapshot(&service);
+        assert_eq!((s.name.as_str(), s.status.as_str()), ("zenn-clone-backend-service", "ACTIVE"));
+        assert_eq!((s.desired, s.running, s.pending), (1, 2, 0));
+        assert_eq!(s.task_definition.as_deref(), Some(TD_ARN));
+        assert_eq!(s.deployments.len(), 2);
+        let primary = &s.deployments[0];
+        assert_eq!(primary.id, "ecs-svc/1234567890123456789");
+        assert_eq!(primary.status, "PRIMARY");
+        assert_eq!(primary.rollout_state.as_deref(), Some("IN_PROGRESS"));
+        assert_eq!(
+            primary.rollout_state_reason.as_deref(),
+            Some("ECS deployment ecs-svc/1234567890123456789 in progress.")
+        );
+        assert_eq!(
+            primary.created_at,
+            Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!((primary.desired, primary.running, primary.failed_tasks), (1, 1, 0));
+        assert_eq!(s.deployments[1].rollout_state.as_deref(), Some("COMPLETED"));
+        assert_eq!(s.events.len(), 1);
+        assert_eq!(s.events[0].id, "5e2a1c0d-aaaa-bbbb-cccc-0123456789ab");
+        assert!(s.events[0].message.contains("has started 1 tasks"));
+    }
+
+    #[test]
+    fn stopped_task_converts_with_eni_containers_and_stop_details() {
+        let task = Task::builder()
+            .task_arn(TASK_ARN)
+            .group("service:zenn-clone-backend-service")
+            .started_by("ecs-svc/1234567890123456789")
+            .task_definition_arn(TD_ARN)
+            .last_status("STOPPED")
+            .desired_status("STOPPED")
+            .health_status(HealthStatus::Unhealthy)
+            .created_at(at(1_700_000_000))
+            .started_at(at(1_700_000_030))
+            .stopped_at(at(1_700_000_090))
+            .stop_code(TaskStopCode::EssentialContainerExited)
+            .stopped_reason("Essential container in task exited")
+            .attachments(
+                Attachment::builder()
+                    .id("c7a1f3e0-1111-2222-3333-444455556666")
+                    .r#type("ElasticNetworkInterface")
+                    .status("DELETED")
+                    .details(KeyValuePair::builder().name("subnetId").value("subnet-0abc").build())
+                    .details(
+                        KeyValuePair::builder()
+                            .name("networkInterfaceId")
+                            .value("eni-0123456789abcdef0")
+                            .build(),
+                    )
+                    .details(
+                        KeyValuePair::builder()
+                            .name("privateIPv4Address")
+                            .value("10.0.1.23")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .containers(
+                Container::builder()
+                    .name("rails")
+                    .image("123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/zenn-clone-rails")
+                    .image_digest(
+                        "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+                    )
+                    .last_status("STOPPED")
+                    .exit_code(1)
+                    .health_status(HealthStatus::Unhealthy)
+                    .build(),
+            )
+            .containers(
+                Container::builder()
+                    .name("nginx")
+                    .image("123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/zenn-clone-nginx")
+                    .last_status("STOPPED")
+                    .reason("dependency rails failed")
+                    .health_status(HealthStatus::UnknownValue)
+                    .build(),
+            )
+            .build();
+        let t = task_snapshot(&task);
+        assert_eq!(t.id, "0f6e4a1b2c3d4e5f60718293a4b5c6d7");
+        assert_eq!(t.group.as_deref(), Some("service:zenn-clone-backend-service"));
+        assert_eq!(t.started_by.as_deref(), Some("ecs-svc/1234567890123456789"));
+        assert_eq!(t.task_definition_arn.as_deref(), Some(TD_ARN));
+        assert_eq!((t.last_status.as_str(), t.desired_status.as_str()), ("STOPPED", "STOPPED"));
+        assert_eq!(t.health, Health::Unhealthy);
+        assert_eq!(t.stop_code.as_deref(), Some("EssentialContainerExited"));
+        assert_eq!(t.stopped_reason.as_deref(), Some("Essential container in task exited"));
+        assert!(t.created_at < t.started_at && t.started_at < t.stopped_at);
+        assert_eq!(t.eni_id.as_deref(), Some("eni-0123456789abcdef0"));
+        assert_eq!(t.containers.len(), 2);
+        let rails = &t.containers[0];
+        assert_eq!(rails.name, "rails");
+        assert_eq!(rails.exit_code, Some(1));
+        assert_eq!(rails.health, Health::Unhealthy);
+        assert!(rails.image_digest.as_deref().is_some_and(|d| d.starts_with("sha256:1111")));
+        let nginx = &t.containers[1];
+        assert_eq!((nginx.exit_code, nginx.image_digest.as_deref()), (None, None));
+        assert_eq!(nginx.reason.as_deref(), Some("dependency rails failed"));
+        assert_eq!(nginx.health, Health::Unknown);
+    }
+
+    #[test]
+    fn task_without_attachments_has_no_eni() {
+        let task = Task::builder().task_arn(TASK_ARN).last_status("PROVISIONING").build();
+        let t = task_snapshot(&task);
+        assert_eq!(t.eni_id, None);
+        assert_eq!(t.health, Health::Unknown);
+        assert!(t.containers.is_empty());
+    }
+
+    #[test]
+    fn task_definition_converts_essential_health_check_and_logs() -> Result<()> {
+        let logs = LogConfiguration::builder()
+            .log_driver(LogDriver::Awslogs)
+            .options("awslogs-group", "/ecs/zenn-clone-task-definition-backend")
+            .options("awslogs-region", "ap-northeast-1")
+            .options("awslogs-stream-prefix", "ecs")
+            .build()?;
+        let check = HealthCheck::builder()
+            .command("CMD-SHELL")
+            .command("curl -f http://localhost/api/v1/health_check || exit 1")
+            .interval(30)
+            .build()?;
+        let def = TaskDefinition::builder()
+            .task_definition_arn(TD_ARN)
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("rails")
+                    .image("123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/zenn-clone-rails")
+                    .essential(true)
+                    .health_check(check)
+                    .log_configuration(logs)
+                    .build(),
+            )
+            .container_definitions(ContainerDefinition::builder().name("nginx").build())
+            .container_definitions(
+                ContainerDefinition::builder().name("log-router").essential(false).build(),
+            )
+            .build();
+        let td = task_definition_snapshot(&def, "zenn-clone-task-definition-backend");
+        assert_eq!(td.arn, TD_ARN);
+        let rails = &td.containers[0];
+        assert!(rails.essential && rails.has_health_check);
+        assert_eq!(rails.log_group.as_deref(), Some("/ecs/zenn-clone-task-definition-backend"));
+        assert_eq!(rails.log_stream_prefix.as_deref(), Some("ecs"));
+        assert!(td.containers[1].essential, "essential defaults to true");
+        assert!(!td.containers[1].has_health_check);
+        let essential: Vec<&str> = td.essential().map(|c| c.name.as_str()).collect();
+        assert_eq!(essential, ["rails", "nginx"]);
+        Ok(())
+    }
+}
