@@ -95,7 +95,7 @@ pub struct Event {
 }
 
 /// What the scheduler observed of a task; unset fields stay as they are.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskUpdate {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,7 +126,7 @@ pub struct TaskUpdate {
     pub public_ip: Option<Option<String>>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerUpdate {
     pub name: String,
@@ -144,7 +144,7 @@ pub struct ContainerUpdate {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentUpdate {
     pub id: String,
@@ -163,6 +163,7 @@ pub struct DeploymentUpdate {
 /// The admin API of the moto at `endpoint_url` (`http://127.0.0.1:5010`).
 #[derive(Debug, Clone)]
 pub struct Admin {
+    endpoint: String,
     base: String,
     agent: ureq::Agent,
 }
@@ -195,7 +196,36 @@ impl Admin {
             .http_status_as_error(false)
             .build()
             .into();
-        Admin { base: format!("{}/_sandbox", endpoint_url.trim_end_matches('/')), agent }
+        let endpoint = endpoint_url.trim_end_matches('/').to_string();
+        Admin { base: format!("{endpoint}/_sandbox"), endpoint, agent }
+    }
+
+    /// DescribeTaskDefinition through moto's own ECS API, as the SDK sends it (moto routes by
+    /// the Authorization header's credential scope and checks no signature): the response text,
+    /// `{"taskDefinition": {...}}`.
+    pub fn describe_task_definition(&self, region: &str, task_definition: &str) -> Result<String> {
+        let scope = format!(
+            "AWS4-HMAC-SHA256 Credential=sandbox/20250101/{region}/ecs/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        let mut answer = self
+            .agent
+            .post(&format!("{}/", self.endpoint))
+            .header("X-Amz-Target", "AmazonEC2ContainerServiceV20141113.DescribeTaskDefinition")
+            .header("Content-Type", "application/x-amz-json-1.1")
+            .header("Authorization", &scope)
+            .send(json!({ "taskDefinition": task_definition }).to_string())
+            .with_context(|| {
+                format!("the sandbox's moto does not answer {}: is the sandbox up?", self.endpoint)
+            })?;
+        let status = answer.status().as_u16();
+        let text = answer.body_mut().read_to_string()?;
+        if status >= 300 {
+            return Err(anyhow!(
+                "DescribeTaskDefinition {task_definition} answered {status}: {}",
+                text.trim()
+            ));
+        }
+        Ok(text)
     }
 
     pub fn health(&self) -> Result<Value> {

@@ -23,7 +23,7 @@ pub mod plan;
 #[cfg(test)]
 mod live_tests;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -111,6 +111,34 @@ impl Fargate {
         let sh = Shell::new()?;
         let seen = self.inspect_task(&sh, task_id)?;
         Ok(observe::assess(task_id, plan.as_deref(), &state, &seen))
+    }
+
+    /// Every task of the sandbox this runner knows (containers in Docker or a start in
+    /// progress here), observed by one `docker ps` and one `docker inspect` whatever their
+    /// number: what the scheduler polls, also after a restart.
+    pub fn observe_all(&self) -> Result<BTreeMap<String, TaskObservation>> {
+        let sh = Shell::new()?;
+        let ids = docker_output(list_command(&sh, &self.settings, None))
+            .map_err(|e| anyhow!("could not list the sandbox's containers: {e}"))
+            .context(Failure::Sandbox)?;
+        let ids: Vec<String> = ids.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+        let mut by_task: BTreeMap<String, Vec<Seen>> = BTreeMap::new();
+        for seen in inspect(&sh, &ids).context(Failure::Sandbox)? {
+            if let Some(task) = seen.labels.get(plan::LABEL_TASK).cloned() {
+                by_task.entry(task).or_default().push(seen);
+            }
+        }
+        let launched: Vec<String> = lock(&self.launches).keys().cloned().collect();
+        for task in launched {
+            by_task.entry(task).or_default();
+        }
+        Ok(by_task
+            .into_iter()
+            .filter_map(|(task, seen)| {
+                let (plan, state) = self.launch_of(&task);
+                observe::assess(&task, plan.as_deref(), &state, &seen).map(|o| (task, o))
+            })
+            .collect())
     }
 
     /// Stops the task (`docker stop` with the sandbox's grace, then `docker rm --force`, the

@@ -10,6 +10,7 @@
 //! `venv/`. A port already taken is replaced by a free one, recorded in the state file.
 
 pub mod admin;
+pub mod database;
 pub mod fargate;
 mod http;
 pub mod images;
@@ -17,6 +18,7 @@ mod moto;
 mod process;
 mod registry;
 mod resources;
+pub mod scheduler;
 mod serve;
 mod state;
 
@@ -76,8 +78,10 @@ enum SandboxCommand {
     Down,
     /// Show each component, its address and health (exit code 10 unless all are healthy)
     Status,
-    /// Clear the AWS state (moto, registry, task containers) and create the resources again
+    /// Clear the AWS state (moto, registry, task containers, database) and create the resources again
     Reset(UpArgs),
+    /// Show the logs of a task's containers (default: the task that logged last)
+    Logs(LogsArgs),
     /// The sandbox's long-running process (started by `up`)
     #[command(hide = true)]
     Serve(ServeArgs),
@@ -88,6 +92,15 @@ struct UpArgs {
     /// Leave the ECR repositories out (so `first-deploy` shows it creates them)
     #[arg(long)]
     no_repositories: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct LogsArgs {
+    /// The task's id, or the start of it
+    task: Option<String>,
+    /// Keep printing what the containers log (until Ctrl-C)
+    #[arg(long, short)]
+    follow: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,6 +128,7 @@ impl Args {
             SandboxCommand::Reset(args) => {
                 reset(sh, report, &layout, UpOptions { repositories: !args.no_repositories })
             }
+            SandboxCommand::Logs(args) => logs(&layout, args),
             SandboxCommand::Serve(args) => serve_process(args),
         }
     }
@@ -213,9 +227,11 @@ fn up_locked(
     let before = state.clone();
     ensure_dir(&layout.logs())?;
     ensure_dir(&layout.registry_storage())?;
+    let secrets = database::SandboxSecrets::load_or_create(layout)?;
     moto::ensure_venv(sh, layout, report)?;
     let region = sandbox_target(None)?.region;
     let endpoints = ensure_processes(report, layout, &mut state, &region)?;
+    ensure_task_host(sh, report, layout, &secrets)?;
     let created = ensure_resources(&endpoints, opts).map_err(|e| match Failure::of(&e) {
         Some(_) => e,
         None => e.context(Failure::Sandbox),
@@ -320,6 +336,55 @@ fn ensure_processes(
     state.save(layout)?;
 
     Ok(SandboxEndpoints { endpoint_url: moto::endpoint(ports.moto), registry: registry_address })
+}
+
+/// The name of this sandbox's Docker network and the prefix of its containers' names: its own,
+/// so that sandboxes of several checkouts run side by side.
+pub fn sandbox_name(layout: &Layout) -> String {
+    let hash = crate::fingerprint::hex(&[layout.marker().as_bytes()]);
+    format!("zenn-sandbox-{}", &hash[..6])
+}
+
+/// How the scheduler's runner runs this sandbox's tasks.
+pub fn task_settings(layout: &Layout, secrets: fargate::plan::Secrets) -> fargate::plan::Settings {
+    let name = sandbox_name(layout);
+    fargate::plan::Settings {
+        sandbox: name.clone(),
+        owner: layout.marker(),
+        network: name,
+        pause_image: fargate::plan::PAUSE_IMAGE.to_string(),
+        secrets,
+        health_time_scale: 10,
+        start_timeout: Duration::from_secs(300),
+        stop_grace: Duration::from_secs(5),
+        logs_dir: layout.task_logs(),
+    }
+}
+
+/// What tasks need on the host: the pause image, the sandbox's Docker network, the database.
+fn ensure_task_host(
+    sh: &Shell,
+    report: &Reporter,
+    layout: &Layout,
+    secrets: &database::SandboxSecrets,
+) -> Result<()> {
+    let settings = task_settings(layout, fargate::plan::Secrets::default());
+    fargate::image::ensure_pause_image(sh, &settings.pause_image)?;
+    let exists = fargate::plan::network_inspect_command(sh, &settings)
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok();
+    if !exists {
+        fargate::plan::network_create_command(sh, &settings)
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("cannot create the Docker network {}", settings.network))
+            .context(Failure::Sandbox)?;
+    }
+    database::ensure(sh, report, layout, &settings, secrets)
 }
 
 /// The AWS resources of deploy.toml's sandbox target, created in moto when missing.
@@ -514,7 +579,7 @@ fn status(report: &Reporter, layout: &Layout) -> Result<()> {
         ("sandbox process", state.serve.as_ref(), health_serve, "http://"),
     ];
     let mut healthy = 0;
-    report.line(&format!("{:<16} {:<24} {:<8} health", "component", "address", "pid"));
+    report.line(&format!("{:<16} {:<28} {:<8} health", "component", "address", "pid"));
     for (name, component, health, scheme) in rows {
         let (address, pid, verdict) = match component {
             None => ("-".to_string(), "-".to_string(), "not started"),
@@ -530,13 +595,37 @@ fn status(report: &Reporter, layout: &Layout) -> Result<()> {
                 (format!("{scheme}127.0.0.1:{}", c.port), c.pid.to_string(), verdict)
             }
         };
-        report.line(&format!("{name:<16} {address:<24} {pid:<8} {verdict}"));
+        report.line(&format!("{name:<16} {address:<28} {pid:<8} {verdict}"));
         report.event("component", json!({ "name": name, "address": address, "pid": component.map(|c| c.pid), "health": verdict }));
     }
+    let sh = Shell::new()?;
+    let verdict = match database::state(&sh, layout) {
+        Ok(database::State::Running) => {
+            if database::ping_command(&sh, layout)
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run()
+                .is_ok()
+            {
+                healthy += 1;
+                "healthy"
+            } else {
+                "unhealthy"
+            }
+        }
+        Ok(database::State::Stopped) => "stopped",
+        Ok(database::State::Absent) => "not started",
+        Ok(database::State::Foreign(_)) => "another sandbox's",
+        Err(_) => "unknown (docker does not answer)",
+    };
+    let address = format!("{}:3306", database::container_name(layout));
+    report.line(&format!("{:<16} {address:<28} {:<8} {verdict}", "database", "-"));
+    report.event("component", json!({ "name": "database", "address": address, "health": verdict }));
     if let Some(moto) = state.moto.as_ref().filter(|m| health_moto(m.port)) {
         describe_services(report, &moto::endpoint(moto.port));
     }
-    if healthy < rows.len() {
+    if healthy < rows.len() + 1 {
         return Err(anyhow!("the sandbox is not fully up: run `cargo xtask sandbox up`")
             .context(Failure::Sandbox));
     }
@@ -546,7 +635,8 @@ fn status(report: &Reporter, layout: &Layout) -> Result<()> {
 /// One line per ECS service in moto, as the admin API sees it.
 fn describe_services(report: &Reporter, endpoint: &str) {
     let Ok(target) = sandbox_target(None) else { return };
-    match admin::Admin::new(endpoint).services(&target.cluster) {
+    let admin = admin::Admin::new(endpoint);
+    match admin.services(&target.cluster) {
         Ok(services) => {
             for s in services {
                 let primary = s.deployments.first().map_or("no deployment".to_string(), |d| {
@@ -555,6 +645,19 @@ fn describe_services(report: &Reporter, endpoint: &str) {
                 report.line(&format!(
                     "service {}/{}: desired {}, running {}, pending {} ({primary})",
                     s.cluster, s.service_name, s.desired_count, s.running_count, s.pending_count
+                ));
+            }
+            for t in admin.tasks(&target.cluster).unwrap_or_default() {
+                if t.last_status == "STOPPED" {
+                    continue;
+                }
+                report.line(&format!(
+                    "  task {} {} {} at {} ({})",
+                    t.task_id,
+                    t.last_status,
+                    t.health_status,
+                    t.public_ip.as_deref().unwrap_or("no address yet"),
+                    t.started_by
                 ));
             }
         }
@@ -575,11 +678,19 @@ fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) -> Res
     else {
         bail!("the sandbox is not running: run `cargo xtask sandbox up`");
     };
+    // The scheduler goes first, so that it starts no task while the rest is cleared.
+    if let Some(serve) = state.serve.take() {
+        if process::alive(serve.pid) && process::runs(serve.pid, &layout.marker()) {
+            process::stop_group(serve.pid, Duration::from_secs(10))?;
+        }
+    }
     let removed = remove_containers(sh, layout)?;
     moto::reset(moto.port)?;
-    report.info(format!("cleared moto's AWS state; removed {removed} container(s)"));
-    // The registry's bytes are ECR's images: they go too, and the sandbox process forgets.
-    for component in [state.serve.take(), state.registry.take()].into_iter().flatten() {
+    database::wipe(layout)?;
+    report
+        .info(format!("cleared moto's AWS state and the database; removed {removed} container(s)"));
+    // The registry's bytes are ECR's images: they go too.
+    if let Some(component) = state.registry.take() {
         if process::alive(component.pid) && process::runs(component.pid, &layout.marker()) {
             process::stop_group(component.pid, Duration::from_secs(10))?;
         }
@@ -594,22 +705,47 @@ fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) -> Res
     up_locked(sh, report, layout, opts).map(drop)
 }
 
+/// `cargo xtask sandbox logs [TASK] [--follow]`.
+fn logs(layout: &Layout, args: LogsArgs) -> Result<()> {
+    let dir = layout.task_logs();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let task = fargate::logs::logs(&dir, args.task.as_deref(), &mut out)?;
+    if args.follow {
+        fargate::logs::tail(&dir, &task, &mut out, &|| true)?;
+    }
+    Ok(())
+}
+
 /// `cargo xtask sandbox serve`: runs until stopped by `down`.
 fn serve_process(args: ServeArgs) -> Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", args.port))
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let layout = Layout { venv: args.dir.join("venv"), dir: args.dir.clone() };
     let endpoints = SandboxEndpoints {
         endpoint_url: moto::endpoint(args.moto_port),
         registry: format!("127.0.0.1:{}", args.registry_port),
     };
     let target = sandbox_target(Some(&endpoints))?;
     let aws = crate::aws::runtime()?.block_on(Aws::connect(&target));
+    let secrets = database::SandboxSecrets::load(&layout)?;
+    let settings = task_settings(&layout, secrets.for_tasks(&database::container_name(&layout)));
+    scheduler::driver::Driver::new(
+        admin::Admin::new(&endpoints.endpoint_url),
+        &target.region,
+        &target.cluster,
+        fargate::Fargate::new(settings),
+        scheduler::driver::Addresses::new(layout.addresses()),
+    )
+    .spawn()?;
     println!(
-        "sandbox process for {} listening on 127.0.0.1:{}: mirrors pushes to {} into {}",
+        "sandbox process for {} listening on 127.0.0.1:{}: mirrors pushes to {} into {}; \
+         schedules the tasks of cluster {}",
         args.dir.display(),
         args.port,
         endpoints.registry,
-        endpoints.endpoint_url
+        endpoints.endpoint_url,
+        target.cluster
     );
     serve::serve(listener, &serve::Mirror { aws, registry: endpoints.registry })
 }

@@ -1,6 +1,7 @@
 //! The long-running sandbox process (`cargo xtask sandbox serve`, started by `up`): it hears
 //! the registry's push notifications and mirrors each tagged manifest into moto's ECR, so
-//! `describe_images` shows what `docker push` sent, as ECR would. The scheduler joins it later.
+//! `describe_images` shows what `docker push` sent, as ECR would. The scheduler runs beside it,
+//! in a thread of the same process (`scheduler::driver`).
 
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
@@ -201,12 +202,20 @@ async fn answer(stream: TcpStream, mirror: &Mirror) -> Result<()> {
 }
 
 /// A timestamped line in the process's log (its stdout goes to `logs/serve.log`).
-fn log(line: &str) {
+pub(super) fn log(line: &str) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     println!("{} {line}", utc(now));
+}
+
+/// Now as ISO 8601 with milliseconds (`2025-01-31T12:00:00.123Z`), as moto takes times.
+pub(super) fn iso_now() -> String {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let seconds = utc(now.as_secs());
+    format!("{}.{:03}Z", seconds.trim_end_matches('Z'), now.subsec_millis())
 }
 
 /// `2025-01-31T12:00:00Z` from seconds since the epoch (Howard Hinnant's civil-from-days).

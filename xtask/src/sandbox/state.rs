@@ -47,6 +47,22 @@ impl Layout {
     pub fn registry_config(&self) -> PathBuf {
         self.dir.join("registry.yml")
     }
+    /// The secrets tasks get (mode 0600).
+    pub fn secrets(&self) -> PathBuf {
+        self.dir.join("secrets.json")
+    }
+    /// The sandbox database's data directory (RDS's storage).
+    pub fn database(&self) -> PathBuf {
+        self.dir.join("mariadb")
+    }
+    /// `<task id>/<container>.log`: the awslogs stand-in.
+    pub fn task_logs(&self) -> PathBuf {
+        self.logs().join("tasks")
+    }
+    /// The next loopback address the scheduler gives a task.
+    pub fn addresses(&self) -> PathBuf {
+        self.dir.join("addresses.json")
+    }
     pub fn launcher(&self) -> PathBuf {
         self.dir.join("moto_sandbox.py")
     }

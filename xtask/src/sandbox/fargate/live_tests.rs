@@ -49,6 +49,7 @@ impl TestSandbox {
         let pause_image = format!("{name}/pause:busybox");
         let settings = Settings {
             sandbox: name.clone(),
+            owner: name.clone(),
             network: name.clone(),
             pause_image: pause_image.clone(),
             secrets: Secrets::from_iter([("APP_SECRET", SECRET)]),

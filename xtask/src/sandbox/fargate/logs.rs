@@ -1,10 +1,11 @@
 //! The awslogs stand-in: each container's output, from its start, in
 //! `<logs dir>/<task id>/<container>.log`, under a header naming its awslogs stream.
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, BufRead, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
 
@@ -84,6 +85,68 @@ pub fn logs(logs_dir: &Path, task: Option<&str>, out: &mut dyn Write) -> Result<
     Ok(chosen.id.clone())
 }
 
+/// `logs --follow`: after `logs` showed the task, prints what its containers log next (a
+/// container that starts later too), each run of lines under its stream's header; polls until
+/// `keep_going` says stop.
+pub fn tail(
+    logs_dir: &Path,
+    task_id: &str,
+    out: &mut dyn Write,
+    keep_going: &dyn Fn() -> bool,
+) -> Result<()> {
+    let dir = task_dir(logs_dir, task_id);
+    let mut offsets = BTreeMap::new();
+    for file in log_files(&dir)? {
+        offsets.insert(file.clone(), std::fs::metadata(&file)?.len());
+    }
+    // `logs` printed the files in name order: the last one's header is the one on screen.
+    let mut current = offsets.keys().last().cloned();
+    while keep_going() {
+        for file in log_files(&dir)? {
+            let len = std::fs::metadata(&file)?.len();
+            let from = offsets.get(&file).copied().filter(|from| *from <= len).unwrap_or(0);
+            if len == from {
+                continue;
+            }
+            let mut source =
+                File::open(&file).with_context(|| format!("could not read {}", file.display()))?;
+            if current.as_ref() != Some(&file) {
+                if current.is_some() {
+                    writeln!(out)?;
+                }
+                if from > 0 {
+                    let mut first = String::new();
+                    io::BufReader::new(File::open(&file)?).read_line(&mut first)?;
+                    write!(out, "{first}")?;
+                }
+                current = Some(file.clone());
+            }
+            source.seek(io::SeekFrom::Start(from))?;
+            io::copy(&mut (&mut source).take(len - from), out)?;
+            offsets.insert(file, len);
+        }
+        out.flush()?;
+        std::thread::sleep(TAIL_POLL);
+    }
+    Ok(())
+}
+
+const TAIL_POLL: Duration = Duration::from_millis(250);
+
+fn log_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("could not list {}", dir.display()))?
+    {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 struct LoggedTask {
     id: String,
     /// Its `*.log` files, by name.
@@ -129,7 +192,7 @@ fn logged_tasks(logs_dir: &Path) -> Result<Vec<LoggedTask>> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::cell::Cell;
 
     use super::*;
 
@@ -193,6 +256,37 @@ mod tests {
         let unknown = shown(&dir.0, Some("cc")).unwrap_err();
         assert_eq!(Failure::of(&unknown), Some(Failure::Input));
         assert!(format!("{unknown:#}").contains("aaaa1111, aabb2222"), "{unknown:#}");
+    }
+
+    #[test]
+    fn follow_prints_what_is_logged_next_under_each_streams_header() {
+        let dir = TempDir::new("tail");
+        dir.log("cccc3333", "nginx", "==> ecs/nginx/cccc3333 <==\nstarted\n", 10);
+        dir.log("cccc3333", "rails", "==> ecs/rails/cccc3333 <==\nbooting\n", 10);
+        let task = task_dir(&dir.0, "cccc3333");
+        let append = |name: &str, text: &str| {
+            let mut file = File::options().append(true).create(true).open(task.join(name)).unwrap();
+            file.write_all(text.as_bytes()).unwrap();
+        };
+        let polls = Cell::new(0);
+        let keep_going = || {
+            polls.set(polls.get() + 1);
+            match polls.get() {
+                1 => append("rails.log", "db:migrate\n"),
+                2 => {
+                    append("nginx.log", "GET /\n");
+                    append("rails.log", "listening\n");
+                }
+                _ => return false,
+            }
+            true
+        };
+        let mut out = Vec::new();
+        tail(&dir.0, "cccc3333", &mut out, &keep_going).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "db:migrate\n\n==> ecs/nginx/cccc3333 <==\nGET /\n\n==> ecs/rails/cccc3333 <==\nlistening\n"
+        );
     }
 
     #[test]

@@ -13,8 +13,9 @@ use xshell::{cmd, Cmd, Shell};
 use super::definition::{ContainerDefinition, HealthCheck, TaskDefinition};
 use crate::failure::Failure;
 
-/// Every container of the sandbox carries this label, valued with the sandbox's name.
-pub const LABEL_SANDBOX: &str = "zenn-sandbox.sandbox";
+/// Every container and network of the sandbox carries this label, valued with `Settings::owner`
+/// (the sandbox's owner label: `down` removes what carries it).
+pub const LABEL_SANDBOX: &str = crate::sandbox::OWNER_LABEL;
 /// The ECS task id the container belongs to.
 pub const LABEL_TASK: &str = "zenn-sandbox.task";
 /// `pause` (owns the task's network) or `container` (one of the task definition's).
@@ -60,8 +61,10 @@ impl fmt::Debug for Secrets {
 /// How the sandbox runs tasks.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The sandbox's name: the prefix of container names and the value of `LABEL_SANDBOX`.
+    /// The sandbox's name: the prefix of container names.
     pub sandbox: String,
+    /// The value of `LABEL_SANDBOX` on everything the runner makes (the sandbox's directory).
+    pub owner: String,
     /// The user-defined Docker network the tasks' pause containers join.
     pub network: String,
     /// An image present in the engine, able to run `sleep`.
@@ -75,27 +78,6 @@ pub struct Settings {
     pub stop_grace: Duration,
     /// `<dir>/<task id>/<container>.log`: the awslogs stand-in.
     pub logs_dir: PathBuf,
-}
-
-impl Settings {
-    /// The sandbox's settings: `zenn-sandbox` names, logs under `target/sandbox/logs/tasks`.
-    pub fn standard(secrets: Secrets) -> Settings {
-        Settings {
-            sandbox: "zenn-sandbox".to_string(),
-            network: "zenn-sandbox".to_string(),
-            pause_image: PAUSE_IMAGE.to_string(),
-            secrets,
-            health_time_scale: 10,
-            start_timeout: Duration::from_secs(300),
-            stop_grace: Duration::from_secs(5),
-            logs_dir: standard_logs_dir(),
-        }
-    }
-}
-
-/// Where the sandbox keeps its tasks' logs.
-pub fn standard_logs_dir() -> PathBuf {
-    crate::target_dir().join("sandbox").join("logs").join("tasks")
 }
 
 /// One task, ready to run: its pause container and its containers in creation order.
@@ -163,7 +145,7 @@ impl TaskPlan {
         ];
         let names: Vec<&str> = self.containers.iter().map(ContainerPlan::name).collect();
         let labels = [
-            (LABEL_SANDBOX, settings.sandbox.as_str()),
+            (LABEL_SANDBOX, settings.owner.as_str()),
             (LABEL_TASK, self.task_id.as_str()),
             (LABEL_ROLE, ROLE_PAUSE),
             (LABEL_CONTAINERS, &names.join(",")),
@@ -205,7 +187,7 @@ impl TaskPlan {
         ];
         let essential = def.is_essential().to_string();
         let mut labels = vec![
-            (LABEL_SANDBOX, settings.sandbox.as_str()),
+            (LABEL_SANDBOX, settings.owner.as_str()),
             (LABEL_TASK, self.task_id.as_str()),
             (LABEL_ROLE, ROLE_CONTAINER),
             (LABEL_CONTAINER, def.name.as_str()),
@@ -365,7 +347,7 @@ pub fn start_command<'a>(sh: &'a Shell, docker_name: &str) -> Cmd<'a> {
 /// Ids of the sandbox's containers, of one task or of all.
 pub fn list_command<'a>(sh: &'a Shell, settings: &Settings, task_id: Option<&str>) -> Cmd<'a> {
     let mut filters =
-        vec!["--filter".to_string(), format!("label={LABEL_SANDBOX}={}", settings.sandbox)];
+        vec!["--filter".to_string(), format!("label={LABEL_SANDBOX}={}", settings.owner)];
     if let Some(id) = task_id {
         filters.extend(["--filter".to_string(), format!("label={LABEL_TASK}={id}")]);
     }
@@ -374,7 +356,7 @@ pub fn list_command<'a>(sh: &'a Shell, settings: &Settings, task_id: Option<&str
 
 /// The task id of each of the sandbox's containers (one line per container).
 pub fn list_tasks_command<'a>(sh: &'a Shell, settings: &Settings) -> Cmd<'a> {
-    let sandbox = format!("label={LABEL_SANDBOX}={}", settings.sandbox);
+    let sandbox = format!("label={LABEL_SANDBOX}={}", settings.owner);
     let format = format!("{{{{.Label \"{LABEL_TASK}\"}}}}");
     cmd!(sh, "docker ps --all --filter {sandbox} --format {format}")
 }
@@ -399,7 +381,7 @@ pub fn network_inspect_command<'a>(sh: &'a Shell, settings: &Settings) -> Cmd<'a
 }
 
 pub fn network_create_command<'a>(sh: &'a Shell, settings: &Settings) -> Cmd<'a> {
-    let label = format!("{LABEL_SANDBOX}={}", settings.sandbox);
+    let label = format!("{LABEL_SANDBOX}={}", settings.owner);
     let network = &settings.network;
     cmd!(sh, "docker network create --label {label} {network}")
 }

@@ -14,6 +14,7 @@ const AT: &str = "2026-01-01T00:00:00.5Z";
 fn settings() -> Settings {
     Settings {
         sandbox: "zenn-sandbox".to_string(),
+        owner: "/repo/target/sandbox".to_string(),
         network: "zenn-sandbox".to_string(),
         pause_image: PAUSE_IMAGE.to_string(),
         secrets: Default::default(),
@@ -86,7 +87,7 @@ fn inspect_json(fakes: &[Fake]) -> String {
     let list: Vec<Value> = fakes
         .iter()
         .map(|f| {
-            let mut labels = json!({ LABEL_SANDBOX: "zenn-sandbox", LABEL_TASK: TASK });
+            let mut labels = json!({ LABEL_SANDBOX: "/repo/target/sandbox", LABEL_TASK: TASK });
             match f.name {
                 None => {
                     labels[LABEL_ROLE] = json!("pause");

@@ -26,6 +26,7 @@ fn repository_definition() -> TaskDefinition {
 fn settings() -> Settings {
     Settings {
         sandbox: "zenn-sandbox".to_string(),
+        owner: "/repo/target/sandbox".to_string(),
         network: "zenn-sandbox".to_string(),
         pause_image: PAUSE_IMAGE.to_string(),
         secrets: [
@@ -89,7 +90,7 @@ fn the_pause_container_owns_the_network_and_publishes_port_80_on_the_task_addres
     assert_eq!(
         plan.pause_command(&sh, &settings()).to_string(),
         "docker run --detach --name zenn-sandbox-01234567 --network zenn-sandbox \
-         --label zenn-sandbox.sandbox=zenn-sandbox \
+         --label zenn-sandbox.dir=/repo/target/sandbox \
          --label zenn-sandbox.task=0123456789abcdef0123456789abcdef \
          --label zenn-sandbox.role=pause --label zenn-sandbox.containers=rails,nginx \
          --label zenn-sandbox.address=127.0.0.5 --publish 127.0.0.5:80:80/tcp \
@@ -104,7 +105,7 @@ fn rails_gets_its_environment_secret_names_and_a_compressed_health_check() {
         create_text(&plan, "rails"),
         "docker create --name zenn-sandbox-01234567-rails \
          --network container:zenn-sandbox-01234567 \
-         --label zenn-sandbox.sandbox=zenn-sandbox \
+         --label zenn-sandbox.dir=/repo/target/sandbox \
          --label zenn-sandbox.task=0123456789abcdef0123456789abcdef \
          --label zenn-sandbox.role=container --label zenn-sandbox.container=rails \
          --label zenn-sandbox.essential=true \
@@ -126,7 +127,7 @@ fn nginx_takes_the_rails_volumes_and_shares_the_task_network() {
         create_text(&plan, "nginx"),
         "docker create --name zenn-sandbox-01234567-nginx \
          --network container:zenn-sandbox-01234567 \
-         --label zenn-sandbox.sandbox=zenn-sandbox \
+         --label zenn-sandbox.dir=/repo/target/sandbox \
          --label zenn-sandbox.task=0123456789abcdef0123456789abcdef \
          --label zenn-sandbox.role=container --label zenn-sandbox.container=nginx \
          --label zenn-sandbox.essential=true \
@@ -310,18 +311,18 @@ fn the_other_docker_commands_name_only_the_sandbox_and_task_they_are_for() {
             "docker pull --quiet 127.0.0.1:5000/zenn-clone-rails:latest".to_string(),
             "docker image inspect --format \"{{json .RepoDigests}}\" r/app:latest".to_string(),
             format!(
-                "docker ps --all --quiet --no-trunc --filter label=zenn-sandbox.sandbox=zenn-sandbox \
+                "docker ps --all --quiet --no-trunc --filter label=zenn-sandbox.dir=/repo/target/sandbox \
                  --filter label=zenn-sandbox.task={TASK}"
             ),
             concat!(
-                "docker ps --all --filter label=zenn-sandbox.sandbox=zenn-sandbox ",
+                "docker ps --all --filter label=zenn-sandbox.dir=/repo/target/sandbox ",
                 r#"--format "{{.Label \"zenn-sandbox.task\"}}""#
             )
             .to_string(),
             "docker inspect --type container c1 c2".to_string(),
             "docker stop --time 5 c1 c2".to_string(),
             "docker rm --force c1 c2".to_string(),
-            "docker network create --label zenn-sandbox.sandbox=zenn-sandbox zenn-sandbox".to_string(),
+            "docker network create --label zenn-sandbox.dir=/repo/target/sandbox zenn-sandbox".to_string(),
         ]
     );
 }
