@@ -135,9 +135,10 @@ pub fn ping_command<'a>(sh: &'a Shell, layout: &Layout) -> Cmd<'a> {
 /// directory was initialised with it.
 pub fn login_command<'a>(sh: &'a Shell, layout: &Layout, secrets: &SandboxSecrets) -> Cmd<'a> {
     let name = container_name(layout);
+    let query = "SELECT 1";
     cmd!(
         sh,
-        "docker exec --env MYSQL_PWD {name} mariadb --protocol=tcp --host=127.0.0.1 --user=root --execute=SELECT 1"
+        "docker exec --env MYSQL_PWD {name} mariadb --protocol=tcp --host=127.0.0.1 --user=root --execute {query}"
     )
     .env("MYSQL_PWD", &secrets.database_password)
 }
@@ -197,7 +198,8 @@ pub fn ensure(
 ) -> Result<()> {
     let name = container_name(layout);
     let started = Instant::now();
-    match state(sh, layout).context(Failure::Sandbox)? {
+    let already = state(sh, layout).context(Failure::Sandbox)?;
+    match already.clone() {
         State::Running => {}
         State::Stopped => {
             cmd!(sh, "docker start {name}")
@@ -264,10 +266,13 @@ pub fn ensure(
         )
         .context(Failure::Sandbox));
     }
-    report.info(format!(
-        "    database {name} takes connections on the sandbox network ({})",
-        human_duration(started.elapsed())
-    ));
+    if already != State::Running {
+        report.info(format!(
+            "    started database {name} on the sandbox's network in {}; data in {}",
+            human_duration(started.elapsed()),
+            layout.database().display()
+        ));
+    }
     Ok(())
 }
 
@@ -316,6 +321,7 @@ mod tests {
         let login = login_command(&sh, &layout(), &secrets()).to_string();
         assert!(!run.contains("pw-do-not-print") && !login.contains("pw-do-not-print"), "{login}");
         assert!(login.contains("--env MYSQL_PWD "), "{login}");
+        assert!(login.ends_with(" --execute \"SELECT 1\""), "the query is one argument: {login}");
     }
 
     #[test]

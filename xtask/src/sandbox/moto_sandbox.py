@@ -85,7 +85,8 @@ POST /_sandbox/ecs/services/CLUSTER/SERVICE
                        "rolloutStateReason": text, "failedTasks": int,
                        "desiredCount": int}]}
      Updates deployments by id (updatedAt = now); status INACTIVE removes the deployment
-     from the service, as ECS stops listing it. Counts of running/pending tasks are derived.
+     from the service, as ECS stops listing it; status PRIMARY (a rollback) makes its
+     taskDefinition the service's again. Counts of running/pending tasks are derived.
      -> {"service": Service}
 
 POST /_sandbox/ecs/services/CLUSTER/SERVICE/deployments
@@ -680,6 +681,9 @@ def update_deployments(service, body):
         deployment = by_id[update["id"]]
         deployment.update({k: v for k, v in update.items() if k != "id"})
         deployment["updatedAt"] = now
+        if update.get("status") == "PRIMARY":
+            # A rollback: the service runs the returning deployment's task definition again.
+            service.task_definition = deployment["taskDefinition"]
     service.deployments[:] = [d for d in service.deployments if d["status"] != "INACTIVE"]
     service.deployments.sort(key=lambda d: d["status"] != "PRIMARY")
     recount(service)
