@@ -109,7 +109,7 @@ fn up_is_idempotent_status_reports_health_and_down_leaves_nothing() {
     let status = scratch.xtask(&["sandbox", "status"]);
     let text = stderr(&status);
     assert!(status.status.success(), "{text}");
-    assert_eq!(text.matches(" healthy").count(), 3, "{text}");
+    assert_eq!(text.matches(" healthy").count(), 4, "processes and database: {text}");
 
     let started = Instant::now();
     let again = scratch.xtask(&["sandbox", "up"]);
@@ -125,12 +125,26 @@ fn up_is_idempotent_status_reports_health_and_down_leaves_nothing() {
     let ours = docker(&["create", "--label", &label, &image, "/none"]);
     let theirs = docker(&["create", "--label", "zenn-sandbox.dir=/elsewhere", &image, "/none"]);
 
+    let owned = format!("label={label}");
+    let database = docker(&[
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &owned,
+        "--filter",
+        "ancestor=zenn-sandbox/mariadb:10.11",
+    ]);
+    assert!(!database.is_empty(), "up runs the database");
+
     let down = scratch.xtask(&["sandbox", "down"]);
     assert!(down.status.success(), "{}", stderr(&down));
-    assert!(stderr(&down).contains("removed 1 sandbox container(s)"), "{}", stderr(&down));
+    // The database, this container, and the service's tasks if one was starting.
+    assert!(stderr(&down).contains(" sandbox container(s)"), "{}", stderr(&down));
     assert!(pids.iter().all(|p| !running(*p)), "down left a process running");
     let left = docker(&["ps", "-aq", "--no-trunc"]);
     assert!(!left.contains(&ours), "down left its container");
+    assert!(!left.contains(&database), "down left the database");
     assert!(left.contains(&theirs), "down removed another sandbox's container");
     docker(&["rm", &theirs]);
     docker(&["rmi", &image]);
