@@ -8,9 +8,12 @@
 mod aws;
 mod ci;
 mod config;
+mod docker;
+mod ecr;
 mod entrypoint;
 mod failure;
 mod pipeline;
+mod push;
 mod report;
 mod rspec;
 mod sandbox;
