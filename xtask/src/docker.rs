@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{anyhow, Context, Result};
@@ -253,18 +253,16 @@ pub struct DockerConfigDir {
 const CONFIG_DIR_PREFIX: &str = "docker-config.";
 
 impl DockerConfigDir {
-    /// Creates `<parent>/docker-config.<pid>` (mode 0700), first removing the directories
+    /// Creates `<parent>/docker-config.<pid>.<n>` (mode 0700), first removing the directories
     /// that interrupted runs left behind.
     pub fn create(parent: &Path) -> Result<DockerConfigDir> {
         use std::os::unix::fs::DirBuilderExt;
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
         remove_stale_config_dirs(parent);
-        let path = parent.join(format!("{CONFIG_DIR_PREFIX}{}", std::process::id()));
-        if path.exists() {
-            std::fs::remove_dir_all(&path)
-                .with_context(|| format!("cannot remove {}", path.display()))?;
-        }
+        let n = COUNT.fetch_add(1, Ordering::SeqCst);
+        let path = parent.join(format!("{CONFIG_DIR_PREFIX}{}.{n}", std::process::id()));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
@@ -283,7 +281,7 @@ impl Drop for DockerConfigDir {
     }
 }
 
-/// Removes `docker-config.<pid>` directories whose process is gone (a run killed mid-push).
+/// Removes `docker-config.<pid>.<n>` directories whose process is gone (a run killed mid-push).
 fn remove_stale_config_dirs(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
@@ -291,6 +289,7 @@ fn remove_stale_config_dirs(parent: &Path) {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix(CONFIG_DIR_PREFIX))
+            .and_then(|rest| rest.split('.').next())
             .and_then(|p| p.parse::<libc::pid_t>().ok())
         else {
             continue;
@@ -618,6 +617,12 @@ latest: digest: sha256:6582489d815961069f1feef6925112b0619ee690fdbf4d45573009225
         let parent = crate::target_dir().join("xtask-unit").join("docker-config-test");
         let path = {
             let dir = DockerConfigDir::create(&parent).unwrap();
+            let other = DockerConfigDir::create(&parent).unwrap();
+            assert_ne!(
+                dir.path(),
+                other.path(),
+                "two logins in one process do not share a directory"
+            );
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o700);
@@ -630,7 +635,7 @@ latest: digest: sha256:6582489d815961069f1feef6925112b0619ee690fdbf4d45573009225
     fn stale_config_dirs_of_dead_processes_are_removed() {
         let parent = crate::target_dir().join("xtask-unit").join("docker-config-stale");
         // No process has pid i32::MAX (above pid_max).
-        let stale = parent.join(format!("{CONFIG_DIR_PREFIX}{}", libc::pid_t::MAX));
+        let stale = parent.join(format!("{CONFIG_DIR_PREFIX}{}.0", libc::pid_t::MAX));
         std::fs::create_dir_all(&stale).unwrap();
         let live = DockerConfigDir::create(&parent).unwrap();
         assert!(!stale.exists());

@@ -354,7 +354,7 @@ fn job_failures(outputs: &[JobOutput], step: &str) -> Result<()> {
             JobStatus::Succeeded => {}
             JobStatus::Stopped => stopped.push(format!("`{}`", output.label)),
             JobStatus::Failed { command, reason } => failed.push(format!(
-                "image `{}`: {step} failed: `{command}` {reason}\nlast lines of its output:\n{}",
+                "image `{}`: `{command}` {reason}\nlast lines of its output:\n{}",
                 output.label,
                 output.tail(docker::TAIL_LINES)
             )),
@@ -513,7 +513,7 @@ fn plan_lines(
         .registry
         .clone()
         .unwrap_or_else(|| format!("ACCOUNT.dkr.ecr.{}.amazonaws.com", target.region));
-    let config = config_parent.join("docker-config.PID");
+    let config = config_parent.join("docker-config.PID.N");
     let tags = tags(git_tag);
     let files: Vec<String> = target
         .images
@@ -569,6 +569,9 @@ fn plan_lines(
 }
 
 #[cfg(test)]
+mod live;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{DeployFile, SandboxEndpoints, TargetFlags};
@@ -606,11 +609,11 @@ mod tests {
             "build [nginx] (all images at once): docker build --no-cache -t 127.0.0.1:5011/zenn-clone-nginx:latest -t 127.0.0.1:5011/zenn-clone-nginx:git-0123abc -f nginx/Dockerfile.prod --build-arg NGINX_IMAGE=zenn-sandbox/nginx:1.22 nginx",
             "build [rails] (all images at once): docker build --no-cache -t 127.0.0.1:5011/zenn-clone-rails:latest -t 127.0.0.1:5011/zenn-clone-rails:git-0123abc -f rails/Dockerfile.prod --build-arg RUBY_IMAGE=zenn-sandbox/ruby:3.1 rails",
             "ecr: GetAuthorizationToken (password decoded, never shown)",
-            "login: DOCKER_CONFIG=/t/docker-config.PID docker login --username AWS --password-stdin 127.0.0.1:5011 < (password on stdin: ****)",
-            "push [nginx] (all images at once): DOCKER_CONFIG=/t/docker-config.PID docker push 127.0.0.1:5011/zenn-clone-nginx:latest",
-            "push [nginx] (all images at once): DOCKER_CONFIG=/t/docker-config.PID docker push 127.0.0.1:5011/zenn-clone-nginx:git-0123abc",
-            "push [rails] (all images at once): DOCKER_CONFIG=/t/docker-config.PID docker push 127.0.0.1:5011/zenn-clone-rails:latest",
-            "push [rails] (all images at once): DOCKER_CONFIG=/t/docker-config.PID docker push 127.0.0.1:5011/zenn-clone-rails:git-0123abc",
+            "login: DOCKER_CONFIG=/t/docker-config.PID.N docker login --username AWS --password-stdin 127.0.0.1:5011 < (password on stdin: ****)",
+            "push [nginx] (all images at once): DOCKER_CONFIG=/t/docker-config.PID.N docker push 127.0.0.1:5011/zenn-clone-nginx:latest",
+            "push [nginx] (all images at once): DOCKER_CONFIG=/t/docker-config.PID.N docker push 127.0.0.1:5011/zenn-clone-nginx:git-0123abc",
+            "push [rails] (all images at once): DOCKER_CONFIG=/t/docker-config.PID.N docker push 127.0.0.1:5011/zenn-clone-rails:latest",
+            "push [rails] (all images at once): DOCKER_CONFIG=/t/docker-config.PID.N docker push 127.0.0.1:5011/zenn-clone-rails:git-0123abc",
             "ecr: DescribeImages zenn-clone-nginx:latest until its digest is the pushed one and its push time after the build started (up to 30s)",
             "ecr: DescribeImages zenn-clone-rails:latest until its digest is the pushed one and its push time after the build started (up to 30s)",
         ];
@@ -719,7 +722,7 @@ mod tests {
             output("nginx", JobStatus::Stopped, &["Step 1/3 : FROM nginx"]),
         ];
         let msg = job_failures(&outputs, "build").unwrap_err().to_string();
-        assert!(msg.starts_with("image `rails`: build failed: `docker build --no-cache"), "{msg}");
+        assert!(msg.starts_with("image `rails`: `docker build --no-cache"), "{msg}");
         assert!(msg.contains("COPY failed: file not found in build context"), "{msg}");
         assert!(msg.contains("(`nginx` stopped: its build was cancelled)"), "{msg}");
         assert!(!msg.contains("FROM nginx"), "a stopped job's log is not shown: {msg}");

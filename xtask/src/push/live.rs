@@ -1,0 +1,400 @@
+//! Build and push against real services: Docker, a CNCF registry (`docker-registry`) and moto
+//! as the ECR API, each started by the test on free ports of 127.0.0.1.
+//!
+//! moto's ECR has no registry, so the test mirrors what reaches the registry into moto
+//! (`PutImage` with the registry's manifest and digest), as the sandbox will. The library
+//! never does this. Run: `cargo test -p xtask -- --ignored --nocapture live_` (and `bench_`).
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::config::{DeployFile, SandboxEndpoints, TargetFlags};
+
+/// A registry and a moto server on free ports, stopped on drop.
+struct Services {
+    dir: PathBuf,
+    registry: Child,
+    registry_addr: String,
+    moto: Child,
+    moto_url: String,
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// Polls `url` until it answers with `status`, for at most `limit`.
+fn wait_for_http(url: &str, status: u16, limit: Duration) {
+    let agent = agent();
+    let started = Instant::now();
+    while agent.get(url).call().map(|r| r.status().as_u16()).ok() != Some(status) {
+        assert!(started.elapsed() < limit, "{url} did not answer {status} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Services {
+    fn start(name: &str) -> Services {
+        let dir = crate::target_dir().join("xtask-live").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = |file: &str| std::fs::File::create(dir.join(file)).unwrap();
+
+        let registry_addr = format!("127.0.0.1:{}", free_port());
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {registry_addr}\n",
+                dir.join("registry-data").display()
+            ),
+        )
+        .unwrap();
+        let registry = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(log("registry.log"))
+            .stderr(log("registry.log"))
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry)");
+
+        let moto_port = free_port().to_string();
+        let python = std::env::var("XTASK_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let moto = Command::new(python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &moto_port])
+            .stdout(log("moto.log"))
+            .stderr(log("moto.log"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3 with moto[server]");
+        let moto_url = format!("http://127.0.0.1:{moto_port}");
+
+        let services = Services { dir, registry, registry_addr, moto, moto_url };
+        wait_for_http(
+            &format!("http://{}/v2/", services.registry_addr),
+            200,
+            Duration::from_secs(20),
+        );
+        wait_for_http(&format!("{}/moto-api/", services.moto_url), 200, Duration::from_secs(60));
+        services
+    }
+
+    fn endpoints(&self) -> SandboxEndpoints {
+        SandboxEndpoints {
+            endpoint_url: self.moto_url.clone(),
+            registry: self.registry_addr.clone(),
+        }
+    }
+
+    /// The repositories the registry holds.
+    fn catalog(&self) -> Vec<String> {
+        let url = format!("http://{}/v2/_catalog", self.registry_addr);
+        let body = agent().get(&url).call().unwrap().body_mut().read_to_string().unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        serde_json::from_value(json["repositories"].clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        for child in [&mut self.registry, &mut self.moto] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Copies what reaches the registry into moto's ECR, as the sandbox's mirror will.
+struct Mirror {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Mirror {
+    fn start(services: &Services, aws: &Aws, repositories: Vec<String>) -> Mirror {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (registry, ecr, flag) = (services.registry_addr.clone(), aws.ecr.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = crate::aws::runtime().unwrap();
+            let agent = agent();
+            let mut seen = HashSet::new();
+            while !flag.load(Ordering::SeqCst) {
+                for repo in &repositories {
+                    for (tag, digest, manifest, media_type) in manifests(&agent, &registry, repo) {
+                        if seen.contains(&(repo.clone(), tag.clone(), digest.clone())) {
+                            continue;
+                        }
+                        let put = ecr
+                            .put_image()
+                            .repository_name(repo)
+                            .image_tag(&tag)
+                            .image_digest(&digest)
+                            .image_manifest(manifest)
+                            .image_manifest_media_type(media_type);
+                        let result = rt.block_on(put.send());
+                        let exists = result
+                            .as_ref()
+                            .err()
+                            .and_then(|e| e.as_service_error())
+                            .is_some_and(|e| e.is_image_already_exists_exception());
+                        if result.is_ok() || exists {
+                            seen.insert((repo.clone(), tag, digest));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Mirror { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// (tag, digest, manifest, media type) of every tag of `repo` in the registry.
+fn manifests(
+    agent: &ureq::Agent,
+    registry: &str,
+    repo: &str,
+) -> Vec<(String, String, String, String)> {
+    let url = format!("http://{registry}/v2/{repo}/tags/list");
+    let Ok(mut resp) = agent.get(&url).call() else { return Vec::new() };
+    if resp.status() != 200 {
+        return Vec::new();
+    }
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    let tags: Vec<String> = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| serde_json::from_value(v["tags"].clone()).ok())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for tag in tags {
+        let url = format!("http://{registry}/v2/{repo}/manifests/{tag}");
+        let Ok(mut resp) = agent
+            .get(&url)
+            .header("Accept", "application/vnd.docker.distribution.manifest.v2+json")
+            .call()
+        else {
+            continue;
+        };
+        let header = |name: &str| {
+            resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+        };
+        let (digest, media_type) = (header("Docker-Content-Digest"), header("Content-Type"));
+        if resp.status() == 200 && !digest.is_empty() {
+            out.push((
+                tag,
+                digest,
+                resp.body_mut().read_to_string().unwrap_or_default(),
+                media_type,
+            ));
+        }
+    }
+    out
+}
+
+/// The sandbox target pointed at the services, building the test Dockerfiles (or `rails_dir`).
+fn target(services: &Services, rails_dir: &str, nginx_dir: &str) -> Target {
+    let file = format!(
+        "[targets.sandbox.images.rails]\nrepository = \"zenn-clone-rails\"\ndockerfile = \"{rails_dir}/Dockerfile\"\ncontext = \"{rails_dir}\"\n\
+         [targets.sandbox.images.nginx]\nrepository = \"zenn-clone-nginx\"\ndockerfile = \"{nginx_dir}/Dockerfile\"\ncontext = \"{nginx_dir}\"\n"
+    );
+    let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
+    DeployFile::parse(&file)
+        .unwrap()
+        .resolve(&flags, &|_| None, Some(&services.endpoints()))
+        .unwrap()
+}
+
+const RAILS: &str = "xtask/test_data/push/rails";
+const NGINX: &str = "xtask/test_data/push/nginx";
+
+struct Run {
+    sh: Shell,
+    report: Reporter,
+    rt: Runtime,
+    aws: Aws,
+}
+
+impl Run {
+    fn new(target: &Target) -> Run {
+        let sh = Shell::new().unwrap();
+        sh.change_dir(crate::project_root());
+        let rt = crate::aws::runtime().unwrap();
+        let aws = rt.block_on(Aws::connect(target));
+        Run { sh, report: Reporter::plain(), rt, aws }
+    }
+
+    fn deploy(&self, target: &Target, opts: Options) -> Result<Vec<PushedImage>> {
+        let ready = preflight(&self.sh, &self.report, &self.rt, &self.aws, target, opts)?;
+        build_and_push(&self.sh, &self.report, &self.rt, &self.aws, ready)
+    }
+
+    fn latest(&self, repository: &str) -> Option<TaggedImage> {
+        self.rt.block_on(ecr::tagged_image(&self.aws.ecr, repository, LATEST)).unwrap()
+    }
+}
+
+fn show(label: &str, images: &[PushedImage]) {
+    for i in images {
+        eprintln!(
+            "{label}: {} {} tags={:?} digest={} pushed_at={}",
+            i.container,
+            i.uri,
+            i.tags,
+            i.digest,
+            timestamp(i.pushed_at)
+        );
+    }
+}
+
+fn show_error(label: &str, err: &anyhow::Error) {
+    eprintln!(
+        "{label}: exit code {} ({:?})\nerror: {err:#}",
+        Failure::exit_code_of(err),
+        Failure::of(err)
+    );
+}
+
+#[test]
+#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+fn live_build_push_and_check_twice_gives_new_digests() {
+    let services = Services::start("twice");
+    let target = target(&services, RAILS, NGINX);
+    let run = Run::new(&target);
+    let _mirror = Mirror::start(
+        &services,
+        &run.aws,
+        vec!["zenn-clone-rails".into(), "zenn-clone-nginx".into()],
+    );
+
+    let first = run.deploy(&target, Options::new(true)).unwrap();
+    show("first", &first);
+    let second = run.deploy(&target, Options::new(false)).unwrap();
+    show("second", &second);
+
+    assert_eq!(first.len(), 2);
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!(a.container, b.container);
+        assert_ne!(a.digest, b.digest, "--no-cache gives {} a new digest", a.container);
+        assert!(b.pushed_at >= a.pushed_at);
+        let latest = run.latest(&b.repository).unwrap();
+        assert_eq!(latest.digest, b.digest, "ECR latest of {}", b.repository);
+        assert_eq!(b.uri, format!("{}/{}", services.registry_addr, b.repository));
+        assert!(
+            b.tags[0] == "latest" && b.tags.get(1).is_some_and(|t| t.starts_with("git-")),
+            "{:?}",
+            b.tags
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+fn live_deploy_without_repositories_stops_before_building() {
+    let services = Services::start("no-repositories");
+    let target = target(&services, RAILS, NGINX);
+    let run = Run::new(&target);
+    let err = run.deploy(&target, Options::new(false)).unwrap_err();
+    show_error("deploy without repositories", &err);
+    assert_eq!(Failure::of(&err), Some(Failure::Preflight));
+    assert!(format!("{err:#}").contains("run `cargo xtask first-deploy`"), "{err:#}");
+    assert!(services.catalog().is_empty(), "nothing pushed");
+}
+
+#[test]
+#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+fn live_broken_dockerfile_fails_the_build_and_pushes_nothing() {
+    let services = Services::start("broken");
+    let target = target(&services, "xtask/test_data/push/broken", NGINX);
+    let run = Run::new(&target);
+    let err = run.deploy(&target, Options::new(true)).unwrap_err();
+    show_error("broken Dockerfile", &err);
+    assert_eq!(Failure::exit_code_of(&err), Failure::Build.exit_code());
+    let msg = format!("{err:#}");
+    assert!(msg.starts_with("build failed: image `rails`: `docker build --no-cache"), "{msg}");
+    assert!(msg.contains("Gemfile.lock"), "the log's tail shows the cause: {msg}");
+    assert!(services.catalog().is_empty(), "nothing pushed: {:?}", services.catalog());
+    assert_eq!(run.latest("zenn-clone-rails"), None);
+}
+
+/// A `docker` that kills the registry as soon as the first push has started.
+fn docker_killing_registry(dir: &Path, registry_pid: u32) -> Docker {
+    use std::os::unix::fs::PermissionsExt;
+    let program = dir.join("docker");
+    std::fs::write(
+        &program,
+        format!(
+            r#"#!/bin/bash
+set -o pipefail
+if [[ $1 == push ]]; then
+    docker "$@" 2>&1 | {{ IFS= read -r first; printf '%s\n' "$first"; kill {registry_pid} 2>/dev/null; cat; }}
+    exit
+fi
+exec docker "$@"
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Docker::with_program(program)
+}
+
+#[test]
+#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+fn live_registry_stopped_during_push_fails_the_push() {
+    let services = Services::start("registry-stopped");
+    let target = target(&services, RAILS, NGINX);
+    let run = Run::new(&target);
+    let _mirror = Mirror::start(
+        &services,
+        &run.aws,
+        vec!["zenn-clone-rails".into(), "zenn-clone-nginx".into()],
+    );
+    let docker = docker_killing_registry(&services.dir, services.registry.id());
+    let started = Instant::now();
+    let err = run.deploy(&target, Options { docker, ..Options::new(true) }).unwrap_err();
+    show_error("registry stopped during push", &err);
+    eprintln!("failed after {:?}", started.elapsed());
+    assert_eq!(Failure::exit_code_of(&err), Failure::Push.exit_code());
+    let msg = format!("{err:#}");
+    assert!(msg.starts_with("push failed: image `"), "{msg}");
+    assert!(msg.contains("connection r"), "the cause is shown: {msg}");
+    assert_eq!(run.latest("zenn-clone-rails"), None, "nothing reached ECR");
+}
+
+#[test]
+#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+fn live_missing_docker_daemon_is_a_preflight_failure() {
+    let services = Services::start("no-daemon");
+    let target = target(&services, RAILS, NGINX);
+    let run = Run::new(&target);
+    let _host = run.sh.push_env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let err = run.deploy(&target, Options::new(true)).unwrap_err();
+    show_error("no daemon", &err);
+    assert_eq!(Failure::of(&err), Some(Failure::Preflight));
+    assert!(format!("{err:#}").contains("start Docker"), "{err:#}");
+}
