@@ -1,6 +1,6 @@
 //! Step 2 of the chapter as two calls: [`preflight`] (changes nothing) and [`build_and_push`]:
-//! build every image without cache at the same time, log in to ECR with the password on
-//! stdin, push at the same time, then prove through DescribeImages that `latest` in each
+//! log in to ECR with the password on stdin, build every image without cache at the same
+//! time, push them at the same time, then prove through DescribeImages that `latest` in each
 //! repository is exactly what was pushed, pushed after the build started.
 
 use std::path::{Path, PathBuf};
@@ -27,8 +27,9 @@ pub const LATEST: &str = "latest";
 /// build's start (moto also rounds push times down to the second).
 const CLOCK_SKEW: Duration = Duration::from_secs(30);
 
-/// How often ECR is asked again while `latest` does not show the push yet.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// ECR is asked again after 100 ms, then twice as long each time, up to 1 s.
+const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -216,9 +217,11 @@ fn build_spec(image: &Image, uri: &str, tags: &[String], cache: bool) -> BuildSp
     }
 }
 
-/// Creates missing repositories, builds every image (at the same time), logs in, pushes
-/// (at the same time) and checks `latest` in ECR. Stops at the first failing step: a build
-/// failure is `Failure::Build`, anything after it `Failure::Push`.
+/// Creates missing repositories, logs in (before building, so a login problem shows before
+/// a long build), builds every image (at the same time), pushes them (at the same time) and
+/// checks `latest` in ECR. Nothing is pushed unless every build succeeded: `latest` is what
+/// a restarted task pulls, so one image must not move without the other. Stops at the first
+/// failing step: a build failure is `Failure::Build`, anything else `Failure::Push`.
 pub fn build_and_push(
     sh: &Shell,
     report: &Reporter,
@@ -250,6 +253,23 @@ pub fn build_and_push(
         targets.push((planned.image, repository, uri));
     }
 
+    let phase = report.phase("log in to the registry");
+    let auth = rt
+        .block_on(ecr::authorization(&aws.ecr))
+        .context("cannot get a registry password from ECR")
+        .context(Failure::Push)?;
+    let login_registry = registry.clone().unwrap_or(auth.registry);
+    let config = DockerConfigDir::create(&crate::target_dir().join("xtask"))
+        .context("cannot make a private docker config directory for the ECR login")
+        .context(Failure::Push)?;
+    let login = opts.docker.login(&login_registry, &auth.username, auth.password, config.path());
+    report.info(format!("$ {login}"));
+    login
+        .run_captured(sh)
+        .with_context(|| format!("docker login to {login_registry} failed"))
+        .context(Failure::Push)?;
+    phase.finish();
+
     let build_started = SystemTime::now();
     let phase = report.phase("build");
     let jobs: Vec<Job> = targets
@@ -269,23 +289,6 @@ pub fn build_and_push(
         );
     }
 
-    let phase = report.phase("log in to the registry");
-    let auth = rt
-        .block_on(ecr::authorization(&aws.ecr))
-        .context("cannot get a registry password from ECR")
-        .context(Failure::Push)?;
-    let login_registry = registry.clone().unwrap_or(auth.registry);
-    let config = DockerConfigDir::create(&crate::target_dir().join("xtask"))
-        .context("cannot make a private docker config directory for the ECR login")
-        .context(Failure::Push)?;
-    let login = opts.docker.login(&login_registry, &auth.username, auth.password, config.path());
-    report.info(format!("$ {login}"));
-    login
-        .run_captured(sh)
-        .with_context(|| format!("docker login to {login_registry} failed"))
-        .context(Failure::Push)?;
-    phase.finish();
-
     let phase = report.phase("push");
     let jobs: Vec<Job> = targets
         .iter()
@@ -304,45 +307,42 @@ pub fn build_and_push(
     for ((image, repository, uri), output) in targets.iter().zip(&outputs) {
         let digest = pushed_digest(sh, &opts.docker, uri, output, &tags).context(Failure::Push)?;
         report.info(format!("pushed {uri}:{LATEST} {digest}"));
-        pushed.push((image, repository, uri, digest));
-    }
-    phase.finish();
-
-    let phase = report.phase("check latest in ECR");
-    let mut results = Vec::new();
-    for (image, repository, uri, digest) in pushed {
-        let not_before = build_started - CLOCK_SKEW;
-        let found = wait_for_latest(report, rt, aws, &repository.name, &digest, not_before, &opts)
-            .context(Failure::Push)?;
-        let pushed_at = found.pushed_at.unwrap_or(build_started);
-        report.info(format!(
-            "ECR {}:{LATEST} = {digest}, pushed at {}",
-            repository.name,
-            timestamp(pushed_at)
-        ));
-        let result = PushedImage {
+        pushed.push(PushedImage {
             container: image.container.clone(),
             repository: repository.name.clone(),
             uri: uri.clone(),
             digest,
             tags: tags.clone(),
-            pushed_at,
-        };
+            pushed_at: build_started,
+        });
+    }
+    phase.finish();
+
+    let phase = report.phase("check latest in ECR");
+    let found = wait_for_latest(report, rt, aws, &pushed, build_started - CLOCK_SKEW, &opts)
+        .context(Failure::Push)?;
+    for (image, found) in pushed.iter_mut().zip(found) {
+        image.pushed_at = found.pushed_at.unwrap_or(build_started);
+        report.info(format!(
+            "ECR {}:{LATEST} = {}, pushed at {}",
+            image.repository,
+            image.digest,
+            timestamp(image.pushed_at)
+        ));
         report.event(
             "image_pushed",
             json!({
-                "container": result.container,
-                "repository": result.repository,
-                "uri": result.uri,
-                "digest": result.digest,
-                "tags": result.tags,
-                "pushed_at": timestamp(result.pushed_at),
+                "container": image.container,
+                "repository": image.repository,
+                "uri": image.uri,
+                "digest": image.digest,
+                "tags": image.tags,
+                "pushed_at": timestamp(image.pushed_at),
             }),
         );
-        results.push(result);
     }
     phase.finish();
-    Ok(results)
+    Ok(pushed)
 }
 
 /// An error naming every failed job with the tail of its output, or `Ok` when all succeeded.
@@ -440,46 +440,64 @@ fn check_latest(
     }
 }
 
-/// Polls DescribeImages until `latest` is the pushed digest, or `settle_timeout` passes.
+/// Polls DescribeImages until `latest` in every repository is the pushed digest, or
+/// `settle_timeout` passes; returns what ECR shows, in the order of `pushed`.
 fn wait_for_latest(
     report: &Reporter,
     rt: &Runtime,
     aws: &Aws,
-    repository: &str,
-    digest: &str,
+    pushed: &[PushedImage],
     not_before: SystemTime,
     opts: &Options,
-) -> Result<TaggedImage> {
+) -> Result<Vec<TaggedImage>> {
     let started = Instant::now();
+    let mut interval = FIRST_POLL_INTERVAL;
+    let mut found: Vec<Option<TaggedImage>> = vec![None; pushed.len()];
     loop {
-        let found = rt.block_on(ecr::tagged_image(&aws.ecr, repository, LATEST))?;
-        let pending = match (check_latest(digest, found.as_ref(), not_before, opts.cache), found) {
-            (LatestCheck::Matches, Some(found)) => return Ok(found),
-            (LatestCheck::Unchanged, Some(found)) => {
-                report.info(format!(
-                    "{repository}:{LATEST} is unchanged since its first push (--cache)"
-                ));
-                return Ok(found);
+        let mut pending = Vec::new();
+        for (image, slot) in pushed.iter().zip(found.iter_mut()) {
+            if slot.is_some() {
+                continue;
             }
-            (LatestCheck::Pending(why), _) => why,
-            (_, None) => "ECR has no image tagged `latest`".to_string(),
-        };
+            let shown = rt.block_on(ecr::tagged_image(&aws.ecr, &image.repository, LATEST))?;
+            match (check_latest(&image.digest, shown.as_ref(), not_before, opts.cache), shown) {
+                (LatestCheck::Matches, Some(shown)) => *slot = Some(shown),
+                (LatestCheck::Unchanged, Some(shown)) => {
+                    report.info(format!(
+                        "{}:{LATEST} is unchanged since its first push (--cache)",
+                        image.repository
+                    ));
+                    *slot = Some(shown);
+                }
+                (LatestCheck::Pending(why), _) => {
+                    pending.push(format!("{}: {why}", image.repository))
+                }
+                (_, None) => {
+                    pending.push(format!("{}: ECR has no image tagged `latest`", image.repository))
+                }
+            }
+        }
+        if pending.is_empty() {
+            return Ok(found.into_iter().flatten().collect());
+        }
+        let waited = crate::report::human_duration(started.elapsed());
         if started.elapsed() >= opts.settle_timeout {
             return Err(anyhow!(
-                "ECR repository {repository}: {pending} (waited {}): push again, or look for \
-                 another push to the same repository",
-                crate::report::human_duration(started.elapsed())
+                "ECR does not show the push after {waited}: {}: push again, or look for another \
+                 push to the same repository",
+                pending.join("; ")
             ));
         }
         report.progress(
-            &format!("ecr-latest-{repository}"),
+            "ecr-latest",
             format!(
-                "    waiting for ECR {repository}:{LATEST} to show {digest} ({})",
-                crate::report::human_duration(started.elapsed())
+                "    waiting for ECR to show the pushed `latest` ({waited}): {}",
+                pending.join("; ")
             ),
-            json!({ "repository": repository, "digest": digest }),
+            json!({ "pending": pending }),
         );
-        std::thread::sleep(POLL_INTERVAL);
+        std::thread::sleep(interval);
+        interval = (interval * 2).min(MAX_POLL_INTERVAL);
     }
 }
 
@@ -544,13 +562,13 @@ fn plan_lines(
             image_uri(Some(&registry), &repo)
         })
         .collect();
+    lines.push("ecr: GetAuthorizationToken (password decoded, never shown)".into());
+    let login = docker.login(&registry, "AWS", ecr::Secret::new(""), &config);
+    lines.push(format!("login: {login}"));
     for (image, uri) in target.images.iter().zip(&uris) {
         let build = docker.build(&build_spec(image, uri, &tags, opts.cache));
         lines.push(format!("build [{}] (all images at once): {build}", image.container));
     }
-    lines.push("ecr: GetAuthorizationToken (password decoded, never shown)".into());
-    let login = docker.login(&registry, "AWS", ecr::Secret::new(""), &config);
-    lines.push(format!("login: {login}"));
     for (image, uri) in target.images.iter().zip(&uris) {
         for tag in &tags {
             let push = docker.push(&format!("{uri}:{tag}"), &config);
@@ -606,10 +624,10 @@ mod tests {
             "check: AWS credentials resolve (default chain)",
             "ecr: DescribeRepositories zenn-clone-nginx; stop if missing: `cargo xtask first-deploy` creates it",
             "ecr: DescribeRepositories zenn-clone-rails; stop if missing: `cargo xtask first-deploy` creates it",
-            "build [nginx] (all images at once): docker build --no-cache -t 127.0.0.1:5011/zenn-clone-nginx:latest -t 127.0.0.1:5011/zenn-clone-nginx:git-0123abc -f nginx/Dockerfile.prod --build-arg NGINX_IMAGE=zenn-sandbox/nginx:1.22 nginx",
-            "build [rails] (all images at once): docker build --no-cache -t 127.0.0.1:5011/zenn-clone-rails:latest -t 127.0.0.1:5011/zenn-clone-rails:git-0123abc -f rails/Dockerfile.prod --build-arg RUBY_IMAGE=zenn-sandbox/ruby:3.1 rails",
             "ecr: GetAuthorizationToken (password decoded, never shown)",
             "login: DOCKER_CONFIG=/t/docker-config.PID.N docker login --username AWS --password-stdin 127.0.0.1:5011 < (password on stdin: ****)",
+            "build [nginx] (all images at once): docker build --no-cache -t 127.0.0.1:5011/zenn-clone-nginx:latest -t 127.0.0.1:5011/zenn-clone-nginx:git-0123abc -f nginx/Dockerfile.prod --build-arg NGINX_IMAGE=zenn-sandbox/nginx:1.22 nginx",
+            "build [rails] (all images at once): docker build --no-cache -t 127.0.0.1:5011/zenn-clone-rails:latest -t 127.0.0.1:5011/zenn-clone-rails:git-0123abc -f rails/Dockerfile.prod --build-arg RUBY_IMAGE=zenn-sandbox/ruby:3.1 rails",
             "push [nginx] (all images at once): DOCKER_CONFIG=/t/docker-config.PID.N docker push 127.0.0.1:5011/zenn-clone-nginx:latest",
             "push [nginx] (all images at once): DOCKER_CONFIG=/t/docker-config.PID.N docker push 127.0.0.1:5011/zenn-clone-nginx:git-0123abc",
             "push [rails] (all images at once): DOCKER_CONFIG=/t/docker-config.PID.N docker push 127.0.0.1:5011/zenn-clone-rails:latest",

@@ -341,6 +341,38 @@ fn live_broken_dockerfile_fails_the_build_and_pushes_nothing() {
     assert_eq!(run.latest("zenn-clone-rails"), None);
 }
 
+const STALE_DIGEST: &str =
+    "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+#[test]
+#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+fn live_latest_that_does_not_move_is_a_push_failure_showing_both_digests() {
+    let services = Services::start("latest-stale");
+    let target = target(&services, RAILS, NGINX);
+    let run = Run::new(&target);
+    // No mirror: ECR keeps showing an older `latest`, as if the push had gone elsewhere.
+    let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222"},"layers":[]}"#;
+    for repo in ["zenn-clone-rails", "zenn-clone-nginx"] {
+        run.rt.block_on(ecr::create_repository(&run.aws.ecr, repo)).unwrap();
+        let put = run.aws.ecr.put_image().repository_name(repo).image_tag(LATEST);
+        run.rt.block_on(put.image_digest(STALE_DIGEST).image_manifest(manifest).send()).unwrap();
+    }
+    let opts = Options { settle_timeout: Duration::from_secs(2), ..Options::new(false) };
+    let err = run.deploy(&target, opts).unwrap_err();
+    show_error("latest does not move", &err);
+    assert_eq!(Failure::of(&err), Some(Failure::Push));
+    let msg = format!("{err:#}");
+    let pushed = docker::repo_digest(
+        &Docker::default()
+            .repo_digests(&format!("{}/zenn-clone-rails:latest", services.registry_addr))
+            .read(&run.sh)
+            .unwrap(),
+        &format!("{}/zenn-clone-rails", services.registry_addr),
+    )
+    .unwrap();
+    assert!(msg.contains(STALE_DIGEST) && msg.contains(&pushed), "both digests: {msg}");
+}
+
 /// A `docker` that kills the registry as soon as the first push has started.
 fn docker_killing_registry(dir: &Path, registry_pid: u32) -> Docker {
     use std::os::unix::fs::PermissionsExt;
@@ -349,10 +381,9 @@ fn docker_killing_registry(dir: &Path, registry_pid: u32) -> Docker {
         &program,
         format!(
             r#"#!/bin/bash
-set -o pipefail
 if [[ $1 == push ]]; then
-    docker "$@" 2>&1 | {{ IFS= read -r first; printf '%s\n' "$first"; kill {registry_pid} 2>/dev/null; cat; }}
-    exit
+    # `exec` keeps the pid the xtask started, so stopping this job stops docker itself.
+    exec docker "$@" > >(IFS= read -r first; printf '%s\n' "$first"; kill {registry_pid} 2>/dev/null; exec cat) 2>&1
 fi
 exec docker "$@"
 "#
@@ -382,7 +413,8 @@ fn live_registry_stopped_during_push_fails_the_push() {
     assert_eq!(Failure::exit_code_of(&err), Failure::Push.exit_code());
     let msg = format!("{err:#}");
     assert!(msg.starts_with("push failed: image `"), "{msg}");
-    assert!(msg.contains("connection r"), "the cause is shown: {msg}");
+    let cause = format!("Get \"http://{}/v2/\"", services.registry_addr);
+    assert!(msg.contains(&cause), "the cause is shown: {msg}");
     assert_eq!(run.latest("zenn-clone-rails"), None, "nothing reached ECR");
 }
 
@@ -397,4 +429,105 @@ fn live_missing_docker_daemon_is_a_preflight_failure() {
     show_error("no daemon", &err);
     assert_eq!(Failure::of(&err), Some(Failure::Preflight));
     assert!(format!("{err:#}").contains("start Docker"), "{err:#}");
+}
+
+/// Writes `mb` MiB of incompressible bytes, different for every `seed`, so that each run
+/// builds and pushes a new layer as a real rebuild does.
+fn write_payload(path: &Path, mb: usize, seed: u64) {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut bytes = Vec::with_capacity(mb << 20);
+    while bytes.len() < mb << 20 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The chapter's commands one after another (xtask/bench/chapter_push.sh) against the
+/// xtask, alternately, twice each; prints the wall times.
+#[test]
+#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server); takes minutes"]
+fn bench_chapter_script_against_xtask() {
+    let mb: usize = std::env::var("XTASK_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let services = Services::start("bench");
+    let contexts = services.dir.join("contexts");
+    for (name, source) in [("rails", RAILS), ("nginx", NGINX)] {
+        std::fs::create_dir_all(contexts.join(name)).unwrap();
+        let root = crate::project_root();
+        std::fs::copy(root.join(source).join("Dockerfile"), contexts.join(name).join("Dockerfile"))
+            .unwrap();
+    }
+    let dir = |name: &str| contexts.join(name).display().to_string();
+    let target = target(&services, &dir("rails"), &dir("nginx"));
+    let run = Run::new(&target);
+    for repo in ["zenn-clone-rails", "zenn-clone-nginx"] {
+        run.rt.block_on(ecr::create_repository(&run.aws.ecr, repo)).unwrap();
+    }
+    let _mirror = Mirror::start(
+        &services,
+        &run.aws,
+        vec!["zenn-clone-rails".into(), "zenn-clone-nginx".into()],
+    );
+
+    let mut seed = 0;
+    let mut fresh_payload = || {
+        for name in ["rails", "nginx"] {
+            seed += 1;
+            write_payload(&contexts.join(name).join("payload.bin"), mb, seed);
+        }
+    };
+    let arg = |image: &Image| {
+        image
+            .build_args
+            .iter()
+            .map(|(k, v)| format!("--build-arg {k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let image = |container: &str| target.images.iter().find(|i| i.container == container).unwrap();
+    let mut script_times = Vec::new();
+    let mut xtask_times = Vec::new();
+    let mut digests = Vec::new();
+    for _ in 0..2 {
+        fresh_payload();
+        let started = Instant::now();
+        let status = Command::new("bash")
+            .arg(crate::project_root().join("xtask/bench/chapter_push.sh"))
+            .arg(&services.registry_addr)
+            .current_dir(crate::project_root())
+            .envs([
+                ("AWS_ENDPOINT_URL", services.moto_url.as_str()),
+                ("AWS_ACCESS_KEY_ID", "sandbox"),
+                ("AWS_SECRET_ACCESS_KEY", "sandbox"),
+                ("AWS_REGION", target.region.as_str()),
+                ("RAILS_DOCKERFILE", &format!("{}/Dockerfile", dir("rails"))),
+                ("RAILS_CONTEXT", &dir("rails")),
+                ("RAILS_BUILD_ARGS", &arg(image("rails"))),
+                ("NGINX_DOCKERFILE", &format!("{}/Dockerfile", dir("nginx"))),
+                ("NGINX_CONTEXT", &dir("nginx")),
+                ("NGINX_BUILD_ARGS", &arg(image("nginx"))),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "chapter_push.sh failed");
+        script_times.push(started.elapsed());
+
+        fresh_payload();
+        let started = Instant::now();
+        let pushed = run.deploy(&target, Options::new(false)).unwrap();
+        xtask_times.push(started.elapsed());
+        digests.push(pushed.iter().map(|p| p.digest.clone()).collect::<Vec<_>>());
+    }
+    assert_ne!(digests[0], digests[1], "each run pushes new images");
+    for (i, (script, xtask)) in script_times.iter().zip(&xtask_times).enumerate() {
+        eprintln!(
+            "bench run {}: payload {mb} MiB per image: chapter script {:.2}s, xtask {:.2}s, ratio {:.2}",
+            i + 1,
+            script.as_secs_f64(),
+            xtask.as_secs_f64(),
+            xtask.as_secs_f64() / script.as_secs_f64()
+        );
+    }
 }
