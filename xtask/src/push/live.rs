@@ -341,6 +341,47 @@ fn live_broken_dockerfile_fails_the_build_and_pushes_nothing() {
     assert_eq!(run.latest("zenn-clone-rails"), None);
 }
 
+/// The real `docker login`, started as the pipeline starts it, behind a wrapper that records
+/// the process's own `/proc/<pid>/cmdline` and `environ` and then `exec`s docker in place.
+#[test]
+#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+fn live_login_password_reaches_docker_on_stdin_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let services = Services::start("login-argv");
+    let target = target(&services, RAILS, NGINX);
+    let run = Run::new(&target);
+    let program = services.dir.join("docker");
+    let record = format!(
+        "#!/bin/bash\ntr '\\0' '\\n' < /proc/$$/cmdline > {dir}/cmdline\ntr '\\0' '\\n' < /proc/$$/environ > {dir}/environ\nexec docker \"$@\"\n",
+        dir = services.dir.display()
+    );
+    std::fs::write(&program, record).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let auth = run.rt.block_on(ecr::authorization(&run.aws.ecr)).unwrap();
+    let password = auth.password.expose().to_string();
+    let config = DockerConfigDir::create(&services.dir).unwrap();
+    let login = Docker::with_program(&program).login(
+        &services.registry_addr,
+        &auth.username,
+        auth.password,
+        config.path(),
+    );
+    eprintln!("$ {login}");
+    eprintln!("{}", login.run_captured(&run.sh).unwrap());
+
+    let cmdline = std::fs::read_to_string(services.dir.join("cmdline")).unwrap();
+    eprintln!("/proc/<pid>/cmdline of docker login:\n{cmdline}");
+    assert!(cmdline.contains("--password-stdin"), "{cmdline}");
+    assert!(!cmdline.contains(&password), "password in argv");
+    let environ = std::fs::read_to_string(services.dir.join("environ")).unwrap();
+    assert!(!environ.contains(&password), "password in the environment");
+    // Docker stored what it read on stdin: the password arrived, by stdin alone.
+    let stored = std::fs::read_to_string(config.path().join("config.json")).unwrap();
+    let expected = aws_smithy_types::base64::encode(format!("AWS:{password}"));
+    assert!(stored.contains(&expected), "{stored}");
+}
+
 const STALE_DIGEST: &str =
     "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
