@@ -10,15 +10,20 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::*;
 use crate::config::{DeployFile, SandboxEndpoints, TargetFlags};
 
+/// Live tests share the Docker engine's images: they run one at a time, and each removes
+/// every image the test Dockerfiles made (label `xtask-test=push`) when it ends.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// A registry and a moto server on free ports, stopped on drop.
 struct Services {
+    _turn: MutexGuard<'static, ()>,
     dir: PathBuf,
     registry: Child,
     registry_addr: String,
@@ -51,6 +56,7 @@ fn wait_for_http(url: &str, status: u16, limit: Duration) {
 
 impl Services {
     fn start(name: &str) -> Services {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = crate::target_dir().join("xtask-live").join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -85,7 +91,7 @@ impl Services {
             .expect("python3 with moto[server]");
         let moto_url = format!("http://127.0.0.1:{moto_port}");
 
-        let services = Services { dir, registry, registry_addr, moto, moto_url };
+        let services = Services { _turn: turn, dir, registry, registry_addr, moto, moto_url };
         wait_for_http(
             &format!("http://{}/v2/", services.registry_addr),
             200,
@@ -117,6 +123,23 @@ impl Drop for Services {
             let _ = child.kill();
             let _ = child.wait();
         }
+        remove_test_images();
+    }
+}
+
+fn remove_test_images() {
+    let Ok(out) =
+        Command::new("docker").args(["images", "-q", "--filter", "label=xtask-test=push"]).output()
+    else {
+        return;
+    };
+    let mut ids: Vec<String> =
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+    ids.sort();
+    ids.dedup();
+    if !ids.is_empty() {
+        let _ =
+            Command::new("docker").args(["rmi", "-f"]).args(&ids).stdout(Stdio::null()).status();
     }
 }
 
