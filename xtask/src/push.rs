@@ -280,7 +280,8 @@ pub fn build_and_push(
         })
         .collect();
     let outputs = docker::run_parallel(sh, report, &jobs);
-    job_failures(&outputs, "build").context(Failure::Build)?;
+    job_failures(&outputs, "build", "nothing was pushed: fix the cause above and deploy again")
+        .context(Failure::Build)?;
     phase.finish();
     for (image, _, uri) in &targets {
         report.event(
@@ -302,7 +303,12 @@ pub fn build_and_push(
         .collect();
     let outputs = docker::run_parallel(sh, report, &jobs);
     drop(config);
-    job_failures(&outputs, "push").context(Failure::Push)?;
+    job_failures(
+        &outputs,
+        "push",
+        "check that the registry answers and deploy again (every image is rebuilt and pushed)",
+    )
+    .context(Failure::Push)?;
     let mut pushed = Vec::new();
     for ((image, repository, uri), output) in targets.iter().zip(&outputs) {
         let digest = pushed_digest(sh, &opts.docker, uri, output, &tags).context(Failure::Push)?;
@@ -345,17 +351,19 @@ pub fn build_and_push(
     Ok(pushed)
 }
 
-/// An error naming every failed job with the tail of its output, or `Ok` when all succeeded.
-fn job_failures(outputs: &[JobOutput], step: &str) -> Result<()> {
+/// An error naming every failed job with the tail of its output, the jobs stopped and the
+/// jobs that finished (a finished push has moved `latest`), then `next`; `Ok` when all succeeded.
+fn job_failures(outputs: &[JobOutput], step: &str, next: &str) -> Result<()> {
     let mut failed = Vec::new();
     let mut stopped = Vec::new();
+    let mut finished = Vec::new();
     for output in outputs {
+        let name = format!("`{}`", output.label);
         match &output.status {
-            JobStatus::Succeeded => {}
-            JobStatus::Stopped => stopped.push(format!("`{}`", output.label)),
+            JobStatus::Succeeded => finished.push(name),
+            JobStatus::Stopped => stopped.push(name),
             JobStatus::Failed { command, reason } => failed.push(format!(
-                "image `{}`: `{command}` {reason}\nlast lines of its output:\n{}",
-                output.label,
+                "image {name}: `{command}` {reason}\nlast lines of its output:\n{}",
                 output.tail(docker::TAIL_LINES)
             )),
         }
@@ -365,8 +373,12 @@ fn job_failures(outputs: &[JobOutput], step: &str) -> Result<()> {
     }
     let mut msg = failed.join("\n\n");
     if !stopped.is_empty() {
-        msg.push_str(&format!("\n({} stopped: its {step} was cancelled)", stopped.join(", ")));
+        msg.push_str(&format!("\n{} stopped: {step} cancelled", stopped.join(", ")));
     }
+    if !finished.is_empty() {
+        msg.push_str(&format!("\n{} finished its {step}", finished.join(", ")));
+    }
+    msg.push_str(&format!("\n{next}"));
     Err(anyhow!(msg))
 }
 
@@ -739,15 +751,28 @@ mod tests {
             ),
             output("nginx", JobStatus::Stopped, &["Step 1/3 : FROM nginx"]),
         ];
-        let msg = job_failures(&outputs, "build").unwrap_err().to_string();
+        let msg = job_failures(&outputs, "build", "fix it").unwrap_err().to_string();
         assert!(msg.starts_with("image `rails`: `docker build --no-cache"), "{msg}");
         assert!(msg.contains("COPY failed: file not found in build context"), "{msg}");
-        assert!(msg.contains("(`nginx` stopped: its build was cancelled)"), "{msg}");
+        assert!(msg.ends_with("\n`nginx` stopped: build cancelled\nfix it"), "{msg}");
         assert!(!msg.contains("FROM nginx"), "a stopped job's log is not shown: {msg}");
 
-        let ok =
-            [output("rails", JobStatus::Succeeded, &[]), output("nginx", JobStatus::Stopped, &[])];
-        assert!(job_failures(&ok[..1], "push").is_ok());
+        let outputs = [
+            output("rails", JobStatus::Succeeded, &["latest: digest: sha256:1 size: 1"]),
+            output(
+                "nginx",
+                JobStatus::Failed {
+                    command: "docker push n:latest".into(),
+                    reason: "exited".into(),
+                },
+                &["connection refused"],
+            ),
+        ];
+        let msg = job_failures(&outputs, "push", "retry").unwrap_err().to_string();
+        assert!(msg.ends_with("connection refused\n`rails` finished its push\nretry"), "{msg}");
+
+        let ok = [output("rails", JobStatus::Succeeded, &[])];
+        assert!(job_failures(&ok, "push", "retry").is_ok());
     }
 
     #[test]
