@@ -8,12 +8,15 @@
 mod aws;
 mod ci;
 mod config;
+mod docker;
 mod ec2;
+mod ecr;
 mod ecs;
 mod entrypoint;
 mod failure;
 mod fingerprint;
 mod pipeline;
+mod push;
 mod report;
 mod roll;
 mod rspec;
