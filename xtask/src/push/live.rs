@@ -124,6 +124,10 @@ impl Drop for Services {
             let _ = child.wait();
         }
         remove_test_images();
+        // The logs stay for a look after a failure; the image bytes go.
+        for bulky in ["registry-data", "contexts"] {
+            let _ = std::fs::remove_dir_all(self.dir.join(bulky));
+        }
     }
 }
 
