@@ -677,6 +677,8 @@ echo "Login Succeeded"
         assert_eq!(argv, ["login", "--username", "AWS", "--password-stdin", "127.0.0.1:5011"]);
         assert!(!cmdline.contains(PASSWORD), "password in argv: {cmdline}");
         let environ = std::fs::read_to_string(dir.join("environ")).unwrap();
+        // The copy holds the test's whole environment: it does not stay on disk.
+        std::fs::remove_file(dir.join("environ")).unwrap();
         assert!(environ.lines().any(|l| l == format!("DOCKER_CONFIG={}", config.display())));
         assert!(!environ.contains(PASSWORD), "password in the environment");
         assert_eq!(std::fs::read_to_string(dir.join("stdin")).unwrap(), PASSWORD);

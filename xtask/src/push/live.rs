@@ -124,6 +124,10 @@ impl Drop for Services {
             let _ = child.wait();
         }
         remove_test_images();
+        // The logs stay for a look after a failure; the image bytes go.
+        for bulky in ["registry-data", "contexts"] {
+            let _ = std::fs::remove_dir_all(self.dir.join(bulky));
+        }
     }
 }
 
@@ -398,6 +402,8 @@ fn live_login_password_reaches_docker_on_stdin_only() {
     assert!(cmdline.contains("--password-stdin"), "{cmdline}");
     assert!(!cmdline.contains(&password), "password in argv");
     let environ = std::fs::read_to_string(services.dir.join("environ")).unwrap();
+    // The copy holds the test's whole environment: it does not stay on disk.
+    std::fs::remove_file(services.dir.join("environ")).unwrap();
     assert!(!environ.contains(&password), "password in the environment");
     // Docker stored what it read on stdin: the password arrived, by stdin alone.
     let stored = std::fs::read_to_string(config.path().join("config.json")).unwrap();
