@@ -8,12 +8,15 @@
 mod aws;
 mod ci;
 mod config;
+mod docker;
 mod ec2;
+mod ecr;
 mod ecs;
 mod entrypoint;
 mod failure;
 mod fingerprint;
 mod pipeline;
+mod push;
 mod report;
 mod roll;
 mod rspec;
@@ -62,8 +65,10 @@ enum Command {
     /// Run the local stand-ins for ECR, ECS and EC2: up, down, status, reset, logs
     Sandbox(sandbox::Args),
     /// First deploy: entrypoint in first mode (db:create, db:seed), build, push, roll, verify
+    #[command(after_help = failure::exit_code_table())]
     FirstDeploy(pipeline::Args),
     /// Every later deploy: entrypoint in later mode, build, push, roll, verify
+    #[command(after_help = failure::exit_code_table())]
     Deploy(pipeline::Args),
 }
 

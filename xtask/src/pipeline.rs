@@ -1,34 +1,486 @@
-//! Placeholder until its issue lands.
+//! `cargo xtask first-deploy` and `cargo xtask deploy`: the chapter's redeploy, in order.
+//!
+//! preflight → tests → entrypoint mode → build → push → check `latest` in ECR → roll the ECS
+//! service → verify the health check at the new task → summary. The pipeline only sees a
+//! [`Target`]: whether it points at AWS or at the sandbox is decided before it runs.
 
-use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::json;
+use tokio::runtime::Runtime;
 use xshell::Shell;
 
-use crate::config::{SandboxEndpoints, TargetFlags};
-use crate::report::Reporter;
+use crate::aws::Aws;
+use crate::config::{
+    parse_duration, DeployFile, RollStrategy, SandboxEndpoints, Target, TargetFlags,
+};
+use crate::ecs::{Ecs, EcsApi};
+use crate::entrypoint::{self, Mode};
+use crate::failure::Failure;
+use crate::push::{self, PushedImage};
+use crate::report::{human_duration, Reporter};
+use crate::roll::{self, RollOutcome, RollRequest};
+use crate::verify::{self, VerifyOutcome, VerifyRequest, PUBLIC_IP};
+use crate::{ec2, rspec};
 
+/// Which of the two deploy commands runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// `first-deploy`: db:create and db:seed run; missing ECR repositories are created.
     First,
+    /// `deploy`: db:create and db:seed commented out; the repositories must exist.
     Later,
+}
+
+impl Kind {
+    fn command(self) -> &'static str {
+        match self {
+            Kind::First => "first-deploy",
+            Kind::Later => "deploy",
+        }
+    }
+
+    /// The entrypoint mode the images are built with.
+    fn mode(self) -> Mode {
+        match self {
+            Kind::First => Mode::First,
+            Kind::Later => Mode::Later,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub target: TargetFlags,
-    /// Print every step and command, change nothing
+    /// How to roll the service onto the new images [default: deploy.toml's `strategy`]
+    #[arg(long, value_enum)]
+    pub strategy: Option<RollStrategy>,
+    /// Do not run the RSpec suite first
+    #[arg(long)]
+    pub skip_tests: bool,
+    /// Let `docker build` use its layer cache (the default, --no-cache, makes sure code
+    /// changes reach the image)
+    #[arg(long)]
+    pub cache: bool,
+    /// Print every step and command with its arguments; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// The JSON `message` the health check must answer [default: deploy.toml's
+    /// `verify.expect_message`, else any]
+    #[arg(long, value_name = "TEXT")]
+    pub expect_message: Option<String>,
+    /// How long the roll may take before it fails [default: deploy.toml's `timeouts.roll`]
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub timeout: Option<Duration>,
+}
+
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
 }
 
 impl Args {
     pub fn run(
         self,
-        _sh: &Shell,
-        _report: &Reporter,
-        _kind: Kind,
-        _sandbox: Option<SandboxEndpoints>,
+        sh: &Shell,
+        report: &Reporter,
+        kind: Kind,
+        sandbox: Option<SandboxEndpoints>,
     ) -> Result<()> {
-        bail!("deploying is not implemented yet")
+        let file = DeployFile::load(&crate::project_root())?;
+        let mut target =
+            file.resolve(&self.target, &|k| std::env::var(k).ok(), sandbox.as_ref())?;
+        if let Some(strategy) = self.strategy {
+            target.strategy = strategy;
+        }
+        if let Some(timeout) = self.timeout {
+            target.roll_timeout = timeout;
+        }
+        if self.expect_message.is_some() {
+            target.verify.expect_message = self.expect_message.clone();
+        }
+        let opts = push::Options { cache: self.cache, ..push::Options::new(kind == Kind::First) };
+        if self.dry_run {
+            for line in plan(sh, kind, &target, &opts, self.skip_tests) {
+                report.info(line);
+            }
+            report.info("dry run: nothing was changed");
+            return Ok(());
+        }
+        Deploy { sh, report, kind, target: &target }.run(opts, self.skip_tests)
+    }
+}
+
+/// One deploy in progress.
+struct Deploy<'a> {
+    sh: &'a Shell,
+    report: &'a Reporter,
+    kind: Kind,
+    target: &'a Target,
+}
+
+impl Deploy<'_> {
+    fn run(&self, opts: push::Options, skip_tests: bool) -> Result<()> {
+        let Deploy { sh, report, kind, target } = *self;
+        report.info(format!(
+            "{} to `{}`: service {} in cluster {} ({}{}), strategy {}",
+            kind.command(),
+            target.name,
+            target.service,
+            target.cluster,
+            target.region,
+            if target.sandbox { ", local sandbox" } else { "" },
+            target.strategy,
+        ));
+        if target.strategy == RollStrategy::StopTasks {
+            report.warn("strategy stop-tasks: the service has no running task between the stop and the replacement's start (downtime)");
+        }
+        let rt = crate::aws::runtime()?;
+        let aws = rt.block_on(Aws::connect(target));
+        let ecs = Ecs::new(aws.ecs.clone());
+
+        let ready = {
+            let phase = report.phase("preflight");
+            let entrypoint_path = crate::project_root().join(&target.entrypoint.file);
+            entrypoint::status_file(&entrypoint_path, &target.entrypoint.first_deploy_only)?;
+            let ready = push::preflight(sh, report, &rt, &aws, target, opts)?;
+            check_service(&rt, &ecs, target, report)?;
+            phase.finish();
+            ready
+        };
+
+        if skip_tests {
+            report.warn("--skip-tests: the RSpec suite does not run before this deploy");
+        } else {
+            let phase = report.phase("tests");
+            rspec::run_suite(sh, report, &[])?;
+            phase.finish();
+        }
+
+        let pushed = {
+            self.set_entrypoint(kind.mode())?;
+            let pushed = push::build_and_push(sh, report, &rt, &aws, ready);
+            if kind == Kind::First {
+                // The image has the first-deploy steps; the tree goes back to what every
+                // later deploy needs, whether or not the push succeeded.
+                self.set_entrypoint(Mode::Later)?;
+            }
+            pushed?
+        };
+
+        let outcome = {
+            let phase = report.phase("roll");
+            let digests: BTreeMap<String, String> =
+                pushed.iter().map(|p| (p.container.clone(), p.digest.clone())).collect();
+            let request = RollRequest::for_target(target, digests);
+            let outcome = rt.block_on(roll::roll(&ecs, &request, report))?;
+            report.event("roll_done", outcome.to_json());
+            phase.finish();
+            outcome
+        };
+
+        let (public_ip, verified) = {
+            let phase = report.phase("verify");
+            let public_ip = public_ip(&rt, &aws, target, &outcome)?;
+            let request = VerifyRequest::for_target(&target.verify, public_ip.as_deref(), None)?;
+            let verified = verify::verify(&request, report)?;
+            report.event("verify_done", verified.to_json());
+            phase.finish();
+            (public_ip, verified)
+        };
+
+        self.summary(&pushed, &outcome, public_ip.as_deref(), &verified);
+        Ok(())
+    }
+
+    /// Puts the entrypoint in `mode` and shows the change.
+    fn set_entrypoint(&self, mode: Mode) -> Result<()> {
+        let path = crate::project_root().join(&self.target.entrypoint.file);
+        let applied =
+            entrypoint::apply_file(&path, mode, &self.target.entrypoint.first_deploy_only)?;
+        let label = self.target.entrypoint.file.display();
+        if applied.changed {
+            self.report.info(format!("{label}: now in {mode} mode"));
+            for line in applied.diff.lines() {
+                self.report.line(line);
+            }
+        } else {
+            self.report.info(format!("{label}: already in {mode} mode"));
+        }
+        self.report.event(
+            "entrypoint",
+            json!({ "file": label.to_string(), "mode": mode.to_string(), "changed": applied.changed, "diff": applied.diff }),
+        );
+        Ok(())
+    }
+
+    fn summary(
+        &self,
+        pushed: &[PushedImage],
+        outcome: &RollOutcome,
+        public_ip: Option<&str>,
+        verified: &VerifyOutcome,
+    ) {
+        let report = self.report;
+        let task = outcome.tasks.first();
+        report.line("");
+        report.line(&format!(
+            "{} succeeded in {}",
+            self.kind.command(),
+            human_duration(report.elapsed())
+        ));
+        for image in pushed {
+            report.line(&format!("  image   {}:latest  {}", image.uri, image.digest));
+        }
+        if let Some(task) = task {
+            report.line(&format!("  task    {}  ({})", task.id, outcome.deployment_id));
+        }
+        if let Some(ip) = public_ip {
+            report.line(&format!("  address {ip}"));
+        }
+        report.line(&format!(
+            "  health  {} → {}{}",
+            verified.url,
+            verified.status,
+            verified.message.as_deref().map(|m| format!(" {m:?}")).unwrap_or_default()
+        ));
+        let phases: Vec<String> = report
+            .phases()
+            .iter()
+            .map(|p| format!("{} {}", p.name, human_duration(p.duration)))
+            .collect();
+        report.line(&format!("  phases  {}", phases.join(", ")));
+        report.event(
+            "result",
+            json!({
+                "ok": true,
+                "command": self.kind.command(),
+                "target": self.target.name,
+                "images": pushed.iter().map(|p| json!({
+                    "container": p.container, "uri": p.uri, "digest": p.digest, "tags": p.tags,
+                })).collect::<Vec<_>>(),
+                "task_id": task.map(|t| t.id.clone()),
+                "public_ip": public_ip,
+                "health": verified.to_json(),
+                "phases": report.phases().iter().map(|p| json!({
+                    "phase": p.name, "duration_s": p.duration.as_secs_f64(), "ok": p.ok,
+                })).collect::<Vec<_>>(),
+                "duration_s": report.elapsed().as_secs_f64(),
+            }),
+        );
+    }
+}
+
+/// The service exists and is active, and its task definition follows the repositories'
+/// `latest` (a pinned tag or digest would make the push change nothing).
+fn check_service(rt: &Runtime, ecs: &Ecs, target: &Target, report: &Reporter) -> Result<()> {
+    let service = rt
+        .block_on(ecs.describe_service(&target.cluster, &target.service))
+        .context(Failure::Preflight)?;
+    if service.status != "ACTIVE" {
+        return Err(anyhow!(
+            "service `{}` in cluster `{}` is {}, not ACTIVE: re-create it or fix `service` in deploy.toml",
+            target.service,
+            target.cluster,
+            service.status
+        )
+        .context(Failure::Preflight));
+    }
+    let Some(arn) = &service.task_definition else { return Ok(()) };
+    let definition = rt.block_on(ecs.describe_task_definition(arn)).context(Failure::Preflight)?;
+    for image in &target.images {
+        let Some(container) = definition.containers.iter().find(|c| c.name == image.container)
+        else {
+            report.warn(format!(
+                "the service's task definition has no container `{}`: its image is pushed but not deployed",
+                image.container
+            ));
+            continue;
+        };
+        if let Some(uri) = &container.image {
+            if !follows_latest(uri, &image.repository) {
+                report.warn(format!(
+                    "container `{}` runs `{uri}`, not `{}:latest`: the new image reaches it only with a task definition that names `latest`",
+                    image.container, image.repository
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `…/zenn-clone-rails` or `…/zenn-clone-rails:latest`.
+fn follows_latest(uri: &str, repository: &str) -> bool {
+    let name_and_tag = uri.rsplit('/').next().unwrap_or(uri);
+    if name_and_tag.contains('@') {
+        return false;
+    }
+    match name_and_tag.split_once(':') {
+        Some((name, tag)) => name == repository && tag == push::LATEST,
+        None => name_and_tag == repository,
+    }
+}
+
+/// The new task's public IP, through its network interface (EC2), when the health-check
+/// URL needs it.
+fn public_ip(
+    rt: &Runtime,
+    aws: &Aws,
+    target: &Target,
+    outcome: &RollOutcome,
+) -> Result<Option<String>> {
+    if !target.verify.url.contains(PUBLIC_IP) {
+        return Ok(None);
+    }
+    let Some(eni) = outcome.tasks.iter().find_map(|t| t.eni_id.clone()) else {
+        return Err(anyhow!(
+            "the new task has no network interface, so its public IP is unknown: use a fixed `verify.url` (a load balancer) in deploy.toml"
+        )
+        .context(Failure::Verify));
+    };
+    let ip = rt
+        .block_on(ec2::public_ip(aws, &eni))
+        .with_context(|| {
+            format!("cannot look up the public IP of {eni} (EC2 DescribeNetworkInterfaces)")
+        })
+        .context(Failure::Verify)?;
+    match ip {
+        Some(ip) => Ok(Some(ip)),
+        None => Err(anyhow!(
+            "the new task's network interface {eni} has no public IP: enable `assignPublicIp` in the service's network configuration, or set a fixed `verify.url`"
+        )
+        .context(Failure::Verify)),
+    }
+}
+
+/// What `--dry-run` prints: every step and command, in order.
+fn plan(
+    sh: &Shell,
+    kind: Kind,
+    target: &Target,
+    opts: &push::Options,
+    skip_tests: bool,
+) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{} to `{}` ({}, cluster {}, service {}); nothing below runs",
+        kind.command(),
+        target.name,
+        target.region,
+        target.cluster,
+        target.service
+    )];
+    let (checks, actions): (Vec<String>, Vec<String>) = push::plan(sh, target, opts)
+        .into_iter()
+        .partition(|l| l.starts_with("check:") || l.starts_with("ecr: DescribeRepositories"));
+    lines.extend(checks);
+    lines.push(format!(
+        "check: ECS service {} in cluster {} is ACTIVE and its task definition follows `latest`",
+        target.service, target.cluster
+    ));
+    lines.push(if skip_tests {
+        "tests: skipped (--skip-tests)".to_string()
+    } else {
+        "tests: cargo xtask test (bundle exec rspec against a throwaway MariaDB)".to_string()
+    });
+    let entrypoint = target.entrypoint.file.display();
+    let steps = target.entrypoint.first_deploy_only.join(", ");
+    lines.push(format!("entrypoint: set {entrypoint} to {} mode ({steps})", kind.mode()));
+    lines.extend(actions);
+    if kind == Kind::First {
+        lines.push(format!("entrypoint: return {entrypoint} to later mode"));
+    }
+    lines.push(match target.strategy {
+        RollStrategy::ForceNewDeployment => format!(
+            "roll: aws ecs update-service --cluster {} --service {} --force-new-deployment; wait (up to {}) for the new task RUNNING, HEALTHY, running the pushed digests, the old task gone",
+            target.cluster, target.service, human_duration(target.roll_timeout)
+        ),
+        RollStrategy::StopTasks => format!(
+            "roll: aws ecs stop-task for each running task of {} (downtime); wait (up to {}) for the replacement RUNNING, HEALTHY, running the pushed digests",
+            target.service, human_duration(target.roll_timeout)
+        ),
+    });
+    if target.verify.url.contains(PUBLIC_IP) {
+        lines.push(
+            "verify: the new task's public IP from its ENI (ec2 describe-network-interfaces)"
+                .to_string(),
+        );
+    }
+    lines.push(format!(
+        "verify: GET {} until {}{} (up to {})",
+        target.verify.url,
+        target.verify.expect_status,
+        target
+            .verify
+            .expect_message
+            .as_deref()
+            .map(|m| format!(" with message {m:?}"))
+            .unwrap_or_default(),
+        human_duration(target.verify.timeout)
+    ));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TargetFlags;
+
+    fn target(strategy: RollStrategy) -> Target {
+        let root = crate::project_root();
+        let file = DeployFile::load(&root).unwrap();
+        let mut target = file.resolve(&TargetFlags::default(), &|_| None, None).unwrap();
+        target.strategy = strategy;
+        target
+    }
+
+    #[test]
+    fn follows_latest_accepts_untagged_and_latest_only() {
+        let repo = "zenn-clone-rails";
+        assert!(follows_latest("1.dkr.ecr.ap-northeast-1.amazonaws.com/zenn-clone-rails", repo));
+        assert!(follows_latest("127.0.0.1:5011/zenn-clone-rails:latest", repo));
+        assert!(!follows_latest("127.0.0.1:5011/zenn-clone-rails:v3", repo));
+        assert!(!follows_latest("1.dkr.ecr.x.amazonaws.com/zenn-clone-rails@sha256:ab", repo));
+        assert!(!follows_latest("1.dkr.ecr.x.amazonaws.com/zenn-clone-nginx", repo));
+    }
+
+    #[test]
+    fn dry_run_plan_lists_every_step_in_order() {
+        let sh = Shell::new().unwrap();
+        sh.change_dir(crate::project_root());
+        let t = target(RollStrategy::ForceNewDeployment);
+        let lines = plan(&sh, Kind::First, &t, &push::Options::new(true), false);
+        let text = lines.join("\n");
+        let order = [
+            "tests:",
+            "entrypoint: set",
+            "docker build",
+            "push",
+            "entrypoint: return",
+            "roll:",
+            "verify: GET",
+        ];
+        let mut at = 0;
+        for step in order {
+            let found = text[at..]
+                .find(step)
+                .unwrap_or_else(|| panic!("`{step}` missing after byte {at}:\n{text}"));
+            at += found;
+        }
+        assert!(text.contains("--no-cache"), "{text}");
+        assert!(text.contains("--force-new-deployment"), "{text}");
+    }
+
+    #[test]
+    fn later_deploy_plan_keeps_later_mode_and_warns_of_no_repository_creation() {
+        let sh = Shell::new().unwrap();
+        sh.change_dir(crate::project_root());
+        let t = target(RollStrategy::StopTasks);
+        let text = plan(&sh, Kind::Later, &t, &push::Options::new(false), true).join("\n");
+        assert!(text.contains("set rails/entrypoint.prod.sh to later mode"), "{text}");
+        assert!(!text.contains("return rails/entrypoint.prod.sh"), "{text}");
+        assert!(text.contains("tests: skipped"), "{text}");
+        assert!(text.contains("stop-task"), "{text}");
     }
 }

@@ -30,6 +30,16 @@ struct State {
     live: bool,
     /// Last progress text per key, so plain output repeats nothing.
     last_progress: HashMap<String, String>,
+    /// Every phase that ended, in order, for the summary.
+    phases: Vec<PhaseRecord>,
+}
+
+/// A phase that ended: its name, how long it took, whether it succeeded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseRecord {
+    pub name: &'static str,
+    pub duration: Duration,
+    pub ok: bool,
 }
 
 impl Reporter {
@@ -73,6 +83,11 @@ impl Reporter {
         let msg = msg.to_string();
         self.line(&format!("warning: {msg}"));
         self.event("warning", json!({ "message": msg }));
+    }
+
+    /// The phases that ended so far, in order.
+    pub fn phases(&self) -> Vec<PhaseRecord> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).phases.clone()
     }
 
     /// Starts a phase: prints `==> name` and emits `phase_start`.
@@ -159,6 +174,8 @@ impl Phase<'_> {
     }
 
     fn end(&self, ok: bool, elapsed: Duration) {
+        let record = PhaseRecord { name: self.name, duration: elapsed, ok };
+        self.reporter.state.lock().unwrap_or_else(|e| e.into_inner()).phases.push(record);
         let status = if ok { "done" } else { "failed" };
         self.reporter.line(&format!("    {} {status} in {}", self.name, human_duration(elapsed)));
         self.reporter.event(
@@ -210,6 +227,15 @@ mod tests {
         assert_eq!(human_duration(Duration::from_millis(1234)), "1.2s");
         assert_eq!(human_duration(Duration::from_secs(42)), "42s");
         assert_eq!(human_duration(Duration::from_secs(185)), "3m05s");
+    }
+
+    #[test]
+    fn phases_are_recorded_in_order_with_their_outcome() {
+        let report = Reporter::plain();
+        report.phase("build").finish();
+        drop(report.phase("push"));
+        let names: Vec<(&str, bool)> = report.phases().iter().map(|p| (p.name, p.ok)).collect();
+        assert_eq!(names, [("build", true), ("push", false)]);
     }
 
     #[test]
