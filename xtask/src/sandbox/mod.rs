@@ -4,10 +4,12 @@
 //! | --------- | ------------------------------------------------------ | -------------- |
 //! | ECS, ECR, EC2 APIs | moto, through `moto_sandbox.py` (+ admin API) | 5010 |
 //! | ECR's registry     | Debian's `docker-registry`                    | 5011 |
-//! | (push mirroring, later the scheduler) | `cargo xtask sandbox serve` | 5012 |
+//! | push mirroring, ECS's scheduler, Fargate | `cargo xtask sandbox serve` (`serve`, `scheduler`, `fargate`) | 5012 |
+//! | RDS | MariaDB in a container on the sandbox's Docker network (`database`) | - |
 //!
-//! Everything lives in `target/sandbox/`: `state.json` (ports, pids), `logs/`, `registry/`,
-//! `venv/`. A port already taken is replaced by a free one, recorded in the state file.
+//! Everything lives in `target/sandbox/`: `state.json` (ports, pids), `logs/` (the tasks' in
+//! `logs/tasks/`), `registry/`, `mariadb/`, `secrets.json`, `addresses.json`, `venv/`. A port
+//! already taken is replaced by a free one, recorded in the state file.
 
 pub mod admin;
 pub mod database;
