@@ -27,6 +27,7 @@ pub mod driver;
 #[cfg(test)]
 mod tests;
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -237,21 +238,77 @@ impl Scheduler {
         let Some(primary) = svc.deployments.iter().find(|d| d.status == "PRIMARY") else {
             return;
         };
-        let name = svc.service_name.as_str();
-        let config = DeploymentConfig::of(&svc.deployment_configuration);
         let desired = if svc.status == "ACTIVE" {
             usize::try_from(svc.desired_count).unwrap_or(0)
         } else {
             0
         };
-        let group = format!("service:{name}");
+        let mut t = ServiceTick {
+            svc,
+            name: &svc.service_name,
+            primary,
+            config: DeploymentConfig::of(&svc.deployment_configuration),
+            desired,
+            events: Vec::new(),
+            updates: Vec::new(),
+        };
+        let group = format!("service:{}", svc.service_name);
         let tasks: Vec<&Task> =
             w.tasks.iter().filter(|t| t.group == group && t.last_status != "STOPPED").collect();
+        // Every task not STOPPED in moto holds its place against maximumPercent.
+        let occupying = tasks.len();
 
-        let mut events = Vec::new();
-        let mut failed: BTreeMap<&str, i32> = BTreeMap::new();
-        let mut live: Vec<Live> = Vec::new();
-        for &task in &tasks {
+        let (live, failed) = self.judge(w, &mut t, &tasks, out);
+        t.count_failures(&failed);
+        if t.breaker_trips(&failed) {
+            t.fail_primary(&live);
+            // The next tick works from the deployments as they are now.
+            t.finish(out);
+            return;
+        }
+        let stopped = self.scale_down(w, &mut t, &live, out);
+        let primary_live = live.iter().filter(|l| l.deployment() == primary.id).count();
+        let primary_healthy =
+            live.iter().filter(|l| l.deployment() == primary.id && l.healthy).count();
+        let old_left = tasks.iter().filter(|task| task.started_by != primary.id).count();
+        let settled =
+            primary.rollout_state != "FAILED" && primary_healthy >= desired && old_left == 0;
+        let completed = settled && t.complete();
+        let start = self.starts(w, &mut t, primary_live, occupying);
+
+        let steady = settled
+            && (completed || primary.rollout_state == "COMPLETED")
+            && failed.is_empty()
+            && stopped == 0
+            && start == 0
+            && occupying == desired
+            && primary_healthy == desired;
+        let was = self.steady.insert(svc.service_arn.clone(), steady);
+        if steady && (was == Some(false) || (was.is_none() && completed)) {
+            t.events.push(format!("(service {}) has reached a steady state.", t.name));
+        }
+        t.finish(out);
+        if start > 0 {
+            out.push(Action::Start {
+                service: svc.service_name.clone(),
+                deployment: primary.id.clone(),
+                count: start,
+            });
+        }
+    }
+
+    /// Each task's fate this tick: stopped (asked, failed, lost), or live and recorded; with
+    /// the failed tasks by deployment.
+    fn judge<'w>(
+        &mut self,
+        w: &World<'w>,
+        t: &mut ServiceTick,
+        tasks: &[&'w Task],
+        out: &mut Vec<Action>,
+    ) -> (Vec<Live<'w>>, BTreeMap<String, i32>) {
+        let mut failed: BTreeMap<String, i32> = BTreeMap::new();
+        let mut live = Vec::new();
+        for &task in tasks {
             let id = task.task_id.as_str();
             if self.stopping.contains(id) {
                 continue;
@@ -270,53 +327,7 @@ impl Scheduler {
                 self.stop(out, id, cause, update);
                 continue;
             }
-            let verdict = match observation {
-                None => match w.start_errors.get(id) {
-                    Some(reason) => {
-                        Verdict::Failed(TaskStop::new(StopCode::TaskFailedToStart, reason.clone()))
-                    }
-                    None => Verdict::Lost,
-                },
-                Some(o) => match &o.stop {
-                    Some(stop) => Verdict::Failed(stop.clone()),
-                    None if o.last_status == Status::Running
-                        && o.health_status == Health::Unhealthy =>
-                    {
-                        events.push(format!(
-                            "(service {name}) (task {id}) failed container health checks."
-                        ));
-                        Verdict::Failed(TaskStop::new(
-                            StopCode::ServiceSchedulerInitiated,
-                            UNHEALTHY_REASON,
-                        ))
-                    }
-                    None => Verdict::Fine(o),
-                },
-            };
-            match verdict {
-                Verdict::Failed(cause) => {
-                    *failed.entry(task.started_by.as_str()).or_default() += 1;
-                    self.fail(&task.started_by, w.now);
-                    let update = stopping_update(task, observation, Some(&cause));
-                    self.stop(out, id, cause, update);
-                }
-                Verdict::Lost => {
-                    // Its containers are gone from Docker: removed by hand, or the scheduler
-                    // restarted before it started them. Not the task's own failure.
-                    let cause = if task.last_status == "RUNNING" {
-                        TaskStop::new(
-                            StopCode::EssentialContainerExited,
-                            "Essential container in task exited: its containers are gone from Docker",
-                        )
-                    } else {
-                        TaskStop::new(
-                            StopCode::TaskFailedToStart,
-                            "The sandbox scheduler restarted before the task's containers started",
-                        )
-                    };
-                    let update = stopping_update(task, None, Some(&cause));
-                    self.stop(out, id, cause, update);
-                }
+            let (cause, counted) = match verdict(w, task, observation) {
                 Verdict::Fine(o) => {
                     if let Some(update) = observed_update(task, o, w.clock) {
                         out.push(Action::Record { task_id: id.to_string(), update });
@@ -334,182 +345,244 @@ impl Scheduler {
                         self.streaks.remove(&task.started_by);
                     }
                     live.push(Live { task, running, healthy });
+                    continue;
                 }
+                Verdict::Unhealthy => {
+                    t.events.push(format!(
+                        "(service {}) (task {id}) failed container health checks.",
+                        t.name
+                    ));
+                    (TaskStop::new(StopCode::ServiceSchedulerInitiated, UNHEALTHY_REASON), true)
+                }
+                Verdict::Failed(cause) => (cause, true),
+                Verdict::Lost(cause) => (cause, false),
+            };
+            if counted {
+                *failed.entry(task.started_by.clone()).or_default() += 1;
+                self.fail(&task.started_by, w.now);
             }
+            let update = stopping_update(task, observation, Some(&cause));
+            self.stop(out, id, cause, update);
         }
-        // Every task not STOPPED in moto holds its place against maximumPercent.
-        let occupying = tasks.len();
+        (live, failed)
+    }
 
-        let mut updates: Vec<DeploymentUpdate> = Vec::new();
-        let failed_tasks =
-            |d: &Deployment| d.failed_tasks + failed.get(d.id.as_str()).unwrap_or(&0);
-        for d in &svc.deployments {
-            if d.rollout_state == "IN_PROGRESS" && failed.contains_key(d.id.as_str()) {
-                deployment_update(&mut updates, &d.id).failed_tasks = Some(failed_tasks(d));
-            }
-        }
-
-        let failing = config.breaker
-            && primary.rollout_state == "IN_PROGRESS"
-            && usize::try_from(failed_tasks(primary)).unwrap_or(0) >= breaker_threshold(desired);
-        if failing {
-            let update = deployment_update(&mut updates, &primary.id);
-            update.rollout_state = Some("FAILED".into());
-            update.rollout_state_reason = Some(BREAKER_REASON.into());
-            events.push(format!(
-                "(service {name}) (deployment {}) deployment failed: tasks failed to start.",
-                primary.id
-            ));
-            if let Some(target) = config.rollback.then(|| rollback_target(svc, &live)).flatten() {
-                deployment_update(&mut updates, &primary.id).status = Some("ACTIVE".into());
-                let back = deployment_update(&mut updates, &target.id);
-                back.status = Some("PRIMARY".into());
-                back.rollout_state = Some("IN_PROGRESS".into());
-                back.rollout_state_reason = Some(format!(
-                    "ECS deployment circuit breaker: rolling back to deploymentId {}.",
-                    target.id
-                ));
-                events.push(format!("(service {name}) rolling back to deployment {}.", target.id));
-            }
-            // The next tick works from the deployments as they are now.
-            finish(out, name, updates, events);
-            return;
-        }
-
-        let primary_live: Vec<&Live> =
-            live.iter().filter(|t| t.deployment() == primary.id).collect();
+    /// Stops the older deployments' tasks (those not healthy at once, healthy ones while
+    /// `minimumHealthyPercent` holds) and the PRIMARY's beyond the desired count (the least
+    /// ready and newest first); returns how many.
+    fn scale_down(
+        &mut self,
+        w: &World,
+        t: &mut ServiceTick,
+        live: &[Live],
+        out: &mut Vec<Action>,
+    ) -> usize {
+        let primary = &t.primary.id;
         let mut to_stop: Vec<&Task> = Vec::new();
-        // Older deployments: tasks not healthy go at once, healthy ones while enough stay.
-        let min_healthy = (desired * config.minimum_healthy_percent).div_ceil(100);
-        let mut healthy = live.iter().filter(|t| t.healthy).count();
-        let mut old: Vec<&Live> = live.iter().filter(|t| t.deployment() != primary.id).collect();
-        old.sort_by_key(|t| (t.healthy, t.running, t.task.created_at.clone()));
-        for t in old {
-            if !t.healthy {
-                to_stop.push(t.task);
+        let min_healthy = (t.desired * t.config.minimum_healthy_percent).div_ceil(100);
+        let mut healthy = live.iter().filter(|l| l.healthy).count();
+        let mut old: Vec<&Live> = live.iter().filter(|l| l.deployment() != primary).collect();
+        old.sort_by_key(|l| (l.healthy, l.running, l.task.created_at.clone()));
+        for l in old {
+            if !l.healthy {
+                to_stop.push(l.task);
             } else if healthy > min_healthy {
                 healthy -= 1;
-                to_stop.push(t.task);
+                to_stop.push(l.task);
             }
         }
-        // More tasks than desired (the desired count went down): the least ready and newest go.
-        let mut excess: Vec<&&Live> = primary_live.iter().collect();
-        excess
-            .sort_by_key(|t| (t.healthy, t.running, std::cmp::Reverse(t.task.created_at.clone())));
-        let extra = primary_live.len().saturating_sub(desired);
-        to_stop.extend(excess.into_iter().take(extra).map(|t| t.task));
-        if !to_stop.is_empty() {
-            let reason = scaling_reason(&primary.id);
-            let ids: Vec<String> = to_stop.iter().map(|t| t.task_id.clone()).collect();
-            for task in &to_stop {
-                let cause = TaskStop::new(StopCode::ServiceSchedulerInitiated, reason.clone());
-                let update = stopping_update(task, w.observations.get(&task.task_id), Some(&cause));
-                self.stop(out, &task.task_id, cause, update);
-            }
-            events.push(stopped_event(name, &ids));
+        let mut current: Vec<&Live> = live.iter().filter(|l| l.deployment() == primary).collect();
+        let extra = current.len().saturating_sub(t.desired);
+        current.sort_by_key(|l| (l.healthy, l.running, Reverse(l.task.created_at.clone())));
+        to_stop.extend(current.into_iter().take(extra).map(|l| l.task));
+        if to_stop.is_empty() {
+            return 0;
         }
+        let reason = scaling_reason(primary);
+        let ids: Vec<String> = to_stop.iter().map(|task| task.task_id.clone()).collect();
+        for task in &to_stop {
+            let cause = TaskStop::new(StopCode::ServiceSchedulerInitiated, reason.clone());
+            let update = stopping_update(task, w.observations.get(&task.task_id), Some(&cause));
+            self.stop(out, &task.task_id, cause, update);
+        }
+        t.events.push(stopped_event(t.name, &ids));
+        to_stop.len()
+    }
 
-        let primary_healthy = primary_live.iter().filter(|t| t.healthy).count();
-        let old_left = tasks.iter().filter(|t| t.started_by != primary.id).count();
-        let others = svc.deployments.iter().filter(|d| d.id != primary.id);
-        let settled =
-            primary.rollout_state != "FAILED" && primary_healthy >= desired && old_left == 0;
-        let mut completed = false;
-        if settled {
-            for d in others.clone() {
-                deployment_update(&mut updates, &d.id).status = Some("INACTIVE".into());
-            }
-            if primary.rollout_state == "IN_PROGRESS" {
-                let update = deployment_update(&mut updates, &primary.id);
-                update.rollout_state = Some("COMPLETED".into());
-                update.rollout_state_reason =
-                    Some(format!("ECS deployment {} completed.", primary.id));
-                events.push(format!(
-                    "(service {name}) (deployment {}) deployment completed.",
-                    primary.id
-                ));
-                completed = true;
-            }
+    /// How many tasks the PRIMARY may start now: what it lacks, within `maximumPercent`, none
+    /// while it is FAILED or backs off after failing tasks.
+    fn starts(
+        &mut self,
+        w: &World,
+        t: &mut ServiceTick,
+        primary_live: usize,
+        occupying: usize,
+    ) -> usize {
+        if t.primary.rollout_state == "FAILED" {
+            return 0;
         }
+        let max_total = t.desired * t.config.maximum_percent / 100;
+        let start = t.desired.saturating_sub(primary_live).min(max_total.saturating_sub(occupying));
+        let Some(streak) = self.streaks.get_mut(&t.primary.id).filter(|_| start > 0) else {
+            return start;
+        };
+        let wait = backoff(streak.failures);
+        if wait.is_zero() {
+            return start;
+        }
+        if !streak.told {
+            streak.told = true;
+            t.events.push(format!(
+                "(service {}) is unable to consistently start tasks successfully.",
+                t.name
+            ));
+        }
+        if w.now < streak.last + wait {
+            0
+        } else {
+            start
+        }
+    }
+}
 
-        let mut start = 0;
-        if primary.rollout_state != "FAILED" {
-            let max_total = desired * config.maximum_percent / 100;
-            let want = desired.saturating_sub(primary_live.len());
-            let room = max_total.saturating_sub(occupying);
-            start = want.min(room);
-            if start > 0 {
-                if let Some(streak) = self.streaks.get_mut(&primary.id) {
-                    let wait = backoff(streak.failures);
-                    if !wait.is_zero() {
-                        if !streak.told {
-                            streak.told = true;
-                            events.push(format!(
-                                "(service {name}) is unable to consistently start tasks successfully."
-                            ));
-                        }
-                        if w.now < streak.last + wait {
-                            start = 0;
-                        }
-                    }
-                }
+/// One service's decisions in one tick, gathered before they become actions.
+struct ServiceTick<'s> {
+    svc: &'s Service,
+    name: &'s str,
+    primary: &'s Deployment,
+    config: DeploymentConfig,
+    desired: usize,
+    events: Vec<String>,
+    updates: Vec<DeploymentUpdate>,
+}
+
+impl ServiceTick<'_> {
+    fn failed_tasks(&self, d: &Deployment, failed: &BTreeMap<String, i32>) -> i32 {
+        d.failed_tasks + failed.get(&d.id).copied().unwrap_or(0)
+    }
+
+    /// `failedTasks` of the IN_PROGRESS deployments that lost tasks this tick.
+    fn count_failures(&mut self, failed: &BTreeMap<String, i32>) {
+        for d in &self.svc.deployments {
+            if d.rollout_state == "IN_PROGRESS" && failed.contains_key(&d.id) {
+                let n = self.failed_tasks(d, failed);
+                self.update(&d.id).failed_tasks = Some(n);
             }
         }
+    }
 
-        let steady = settled
-            && (completed || primary.rollout_state == "COMPLETED")
-            && failed.is_empty()
-            && to_stop.is_empty()
-            && start == 0
-            && occupying == desired
-            && primary_healthy == desired;
-        let was = self.steady.insert(svc.service_arn.clone(), steady);
-        if steady && (was == Some(false) || (was.is_none() && completed)) {
-            events.push(format!("(service {name}) has reached a steady state."));
+    fn breaker_trips(&self, failed: &BTreeMap<String, i32>) -> bool {
+        let failures = usize::try_from(self.failed_tasks(self.primary, failed)).unwrap_or(0);
+        self.config.breaker
+            && self.primary.rollout_state == "IN_PROGRESS"
+            && failures >= breaker_threshold(self.desired)
+    }
+
+    /// The PRIMARY FAILED; with rollback, the last COMPLETED deployment whose tasks still run
+    /// is PRIMARY again.
+    fn fail_primary(&mut self, live: &[Live]) {
+        let (name, primary) = (self.name, self.primary);
+        let update = self.update(&primary.id);
+        update.rollout_state = Some("FAILED".into());
+        update.rollout_state_reason = Some(BREAKER_REASON.into());
+        self.events.push(format!(
+            "(service {name}) (deployment {}) deployment failed: tasks failed to start.",
+            primary.id
+        ));
+        let target = self.config.rollback.then(|| rollback_target(self.svc, live)).flatten();
+        if let Some(target) = target {
+            self.update(&primary.id).status = Some("ACTIVE".into());
+            let back = self.update(&target.id);
+            back.status = Some("PRIMARY".into());
+            back.rollout_state = Some("IN_PROGRESS".into());
+            back.rollout_state_reason = Some(format!(
+                "ECS deployment circuit breaker: rolling back to deploymentId {}.",
+                target.id
+            ));
+            self.events.push(format!("(service {name}) rolling back to deployment {}.", target.id));
         }
-        finish(out, name, updates, events);
-        if start > 0 {
-            out.push(Action::Start {
-                service: name.to_string(),
-                deployment: primary.id.clone(),
-                count: start,
-            });
+    }
+
+    /// The PRIMARY runs its desired count healthy and nothing older is left: the older
+    /// deployments go and an IN_PROGRESS PRIMARY is COMPLETED (then `true`).
+    fn complete(&mut self) -> bool {
+        let (name, primary) = (self.name, self.primary);
+        for d in self.svc.deployments.iter().filter(|d| d.id != primary.id) {
+            self.update(&d.id).status = Some("INACTIVE".into());
         }
+        if primary.rollout_state != "IN_PROGRESS" {
+            return false;
+        }
+        let update = self.update(&primary.id);
+        update.rollout_state = Some("COMPLETED".into());
+        update.rollout_state_reason = Some(format!("ECS deployment {} completed.", primary.id));
+        self.events
+            .push(format!("(service {name}) (deployment {}) deployment completed.", primary.id));
+        true
+    }
+
+    /// The update of deployment `id`, made on first use.
+    fn update(&mut self, id: &str) -> &mut DeploymentUpdate {
+        let at = match self.updates.iter().position(|u| u.id == id) {
+            Some(at) => at,
+            None => {
+                self.updates
+                    .push(DeploymentUpdate { id: id.to_string(), ..DeploymentUpdate::default() });
+                self.updates.len() - 1
+            }
+        };
+        &mut self.updates[at]
+    }
+
+    fn finish(self, out: &mut Vec<Action>) {
+        let service = self.name.to_string();
+        if !self.updates.is_empty() {
+            out.push(Action::UpdateDeployments { service: service.clone(), updates: self.updates });
+        }
+        out.extend(
+            self.events
+                .into_iter()
+                .map(|message| Action::Event { service: service.clone(), message }),
+        );
+    }
+}
+
+/// What becomes of a task that is not asked to stop.
+fn verdict<'o>(w: &World, task: &Task, observation: Option<&'o TaskObservation>) -> Verdict<'o> {
+    match observation {
+        None => match w.start_errors.get(&task.task_id) {
+            Some(reason) => {
+                Verdict::Failed(TaskStop::new(StopCode::TaskFailedToStart, reason.clone()))
+            }
+            // Its containers are gone from Docker: removed by hand, or the scheduler restarted
+            // before it started them. Not the task's own failure.
+            None if task.last_status == "RUNNING" => Verdict::Lost(TaskStop::new(
+                StopCode::EssentialContainerExited,
+                "Essential container in task exited: its containers are gone from Docker",
+            )),
+            None => Verdict::Lost(TaskStop::new(
+                StopCode::TaskFailedToStart,
+                "The sandbox scheduler restarted before the task's containers started",
+            )),
+        },
+        Some(o) => match &o.stop {
+            Some(stop) => Verdict::Failed(stop.clone()),
+            None if o.last_status == Status::Running && o.health_status == Health::Unhealthy => {
+                Verdict::Unhealthy
+            }
+            None => Verdict::Fine(o),
+        },
     }
 }
 
 enum Verdict<'o> {
     Fine(&'o TaskObservation),
+    /// The task failed: counted against its deployment.
     Failed(TaskStop),
-    Lost,
-}
-
-fn finish(
-    out: &mut Vec<Action>,
-    service: &str,
-    updates: Vec<DeploymentUpdate>,
-    events: Vec<String>,
-) {
-    if !updates.is_empty() {
-        out.push(Action::UpdateDeployments { service: service.to_string(), updates });
-    }
-    out.extend(
-        events.into_iter().map(|message| Action::Event { service: service.to_string(), message }),
-    );
-}
-
-fn deployment_update<'u>(
-    updates: &'u mut Vec<DeploymentUpdate>,
-    id: &str,
-) -> &'u mut DeploymentUpdate {
-    let at = match updates.iter().position(|u| u.id == id) {
-        Some(at) => at,
-        None => {
-            updates.push(DeploymentUpdate { id: id.to_string(), ..DeploymentUpdate::default() });
-            updates.len() - 1
-        }
-    };
-    &mut updates[at]
+    /// RUNNING, but an essential container failed its health checks: failed too.
+    Unhealthy,
+    /// The sandbox lost it: stopped, not counted.
+    Lost(TaskStop),
 }
 
 /// The newest COMPLETED deployment, other than the PRIMARY, with a task still running.
