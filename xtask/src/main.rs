@@ -17,6 +17,7 @@ mod failure;
 mod fingerprint;
 mod pipeline;
 mod push;
+mod rehearsal;
 mod report;
 mod roll;
 mod rspec;
@@ -70,6 +71,8 @@ enum Command {
     /// Every later deploy: entrypoint in later mode, build, push, roll, verify
     #[command(after_help = failure::exit_code_table())]
     Deploy(pipeline::Args),
+    /// Rehearse the chapter end to end in the sandbox (first deploy, the change, redeploys)
+    Rehearse(rehearsal::Args),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +107,7 @@ fn run(command: Command, report: &Reporter) -> anyhow::Result<()> {
         Command::Sandbox(args) => args.run(&sh, report),
         Command::FirstDeploy(args) => deploy(&sh, report, args, pipeline::Kind::First),
         Command::Deploy(args) => deploy(&sh, report, args, pipeline::Kind::Later),
+        Command::Rehearse(args) => args.run(&sh, report),
     }
 }
 

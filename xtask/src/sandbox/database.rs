@@ -143,6 +143,21 @@ pub fn login_command<'a>(sh: &'a Shell, layout: &Layout, secrets: &SandboxSecret
     .env("MYSQL_PWD", &secrets.database_password)
 }
 
+/// Runs `sql` in the app's database as root and returns the rows (tab-separated, no header):
+/// what the rehearsal checks the seed rows with.
+pub fn query(sh: &Shell, layout: &Layout, sql: &str) -> Result<String> {
+    let secrets = SandboxSecrets::load(layout)?;
+    let name = container_name(layout);
+    cmd!(
+        sh,
+        "docker exec --env MYSQL_PWD {name} mariadb --protocol=tcp --host=127.0.0.1 --user=root --batch --skip-column-names --database {DATABASE_NAME} --execute {sql}"
+    )
+    .env("MYSQL_PWD", &secrets.database_password)
+    .quiet()
+    .read()
+    .with_context(|| format!("cannot query the sandbox database ({name}): is the sandbox up?"))
+}
+
 /// The database container's name: of this sandbox only, so sandboxes of several checkouts run
 /// side by side.
 pub fn container_name(layout: &Layout) -> String {

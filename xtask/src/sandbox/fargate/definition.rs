@@ -53,6 +53,17 @@ pub struct ContainerDefinition {
     pub start_timeout: Option<u64>,
     #[serde(default)]
     pub log_configuration: Option<LogConfiguration>,
+    #[serde(default)]
+    pub linux_parameters: Option<LinuxParameters>,
+}
+
+/// The part of `linuxParameters` the sandbox honours.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxParameters {
+    /// Run an init process as PID 1 that forwards signals and reaps children (`docker --init`).
+    #[serde(default)]
+    pub init_process_enabled: Option<bool>,
 }
 
 impl ContainerDefinition {

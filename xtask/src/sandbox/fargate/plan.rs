@@ -229,6 +229,9 @@ impl TaskPlan {
             Some(check) => args.extend(health_args(check, settings.health_time_scale)?),
             None => args.push("--no-healthcheck".to_string()),
         }
+        if def.linux_parameters.as_ref().and_then(|l| l.init_process_enabled) == Some(true) {
+            args.push("--init".to_string());
+        }
         if let Some(dir) = &def.working_directory {
             args.extend(["--workdir".to_string(), dir.clone()]);
         }

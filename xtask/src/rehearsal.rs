@@ -1,0 +1,514 @@
+//! `cargo xtask rehearse`: the chapter, end to end, in the sandbox.
+//!
+//! In a scratch copy of the repository: a first deploy from nothing, the chapter's change and
+//! a redeploy, a change that breaks the app at boot, a change whose tests fail, a redeploy
+//! the chapter's way (`--strategy stop-tasks`) and one more redeploy for the figures. Each
+//! step runs the real `cargo xtask` binary and checks what a user would look at: the exit
+//! code, the health check at the new task's address, the database, the task's log.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use serde_json::Value;
+use xshell::{cmd, Shell};
+
+use crate::config::{DeployFile, Target, TargetFlags};
+use crate::failure::Failure;
+use crate::report::Reporter;
+use crate::sandbox::{self, admin::Admin, database, Layout};
+
+const FIRST_MESSAGE: &str = "Success Health Check!";
+const CHAPTER_MESSAGE: &str = "Success Health Check!!";
+const CONTROLLER: &str = "rails/app/controllers/api/v1/health_check_controller.rb";
+const SPEC: &str = "rails/spec/requests/api/v1/health_checks_spec.rb";
+const PRODUCTION_CONFIG: &str = "rails/config/environments/production.rb";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Keep the scratch copy of the repository (target/rehearsal/repo) afterwards
+    #[arg(long)]
+    pub keep: bool,
+}
+
+impl Args {
+    pub fn run(self, sh: &Shell, report: &Reporter) -> Result<()> {
+        let rehearsal = Rehearsal::prepare(sh, report)?;
+        let result = rehearsal.run_all();
+        if !self.keep && result.is_ok() {
+            let _ = fs::remove_dir_all(&rehearsal.scratch);
+        }
+        result
+    }
+}
+
+/// One `cargo xtask` run in the scratch copy: its exit code and its JSON events.
+struct Run {
+    code: i32,
+    events: Vec<Value>,
+    wall: Duration,
+}
+
+impl Run {
+    fn result(&self) -> Option<&Value> {
+        self.events.iter().rev().find(|e| e["event"] == "result")
+    }
+
+    fn started_phases(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e["event"] == "phase_start")
+            .filter_map(|e| e["phase"].as_str().map(String::from))
+            .collect()
+    }
+
+    fn error(&self) -> String {
+        self.result().and_then(|r| r["error"].as_str()).unwrap_or("").to_string()
+    }
+
+    fn public_ip(&self) -> Result<String> {
+        self.result()
+            .and_then(|r| r["public_ip"].as_str())
+            .map(String::from)
+            .ok_or_else(|| anyhow!("the deploy's result names no public IP"))
+    }
+
+    fn task_id(&self) -> Result<String> {
+        self.result()
+            .and_then(|r| r["task_id"].as_str())
+            .map(String::from)
+            .ok_or_else(|| anyhow!("the deploy's result names no task"))
+    }
+
+    /// Phase name → seconds, from the result event.
+    fn phases(&self) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        if let Some(phases) = self.result().and_then(|r| r["phases"].as_array()) {
+            for p in phases {
+                if let (Some(name), Some(secs)) = (p["phase"].as_str(), p["duration_s"].as_f64()) {
+                    *out.entry(name.to_string()).or_insert(0.0) += secs;
+                }
+            }
+        }
+        out
+    }
+}
+
+struct Rehearsal<'a> {
+    sh: &'a Shell,
+    report: &'a Reporter,
+    /// The scratch copy of the repository the deploys run in.
+    scratch: PathBuf,
+    exe: PathBuf,
+}
+
+impl<'a> Rehearsal<'a> {
+    /// Copies the repository's tracked files (as they are in the work tree) into a fresh
+    /// git repository under `target/rehearsal/repo`.
+    fn prepare(sh: &'a Shell, report: &'a Reporter) -> Result<Rehearsal<'a>> {
+        let root = crate::project_root();
+        let scratch = crate::target_dir().join("rehearsal").join("repo");
+        if scratch.exists() {
+            fs::remove_dir_all(&scratch).with_context(|| {
+                format!("cannot remove the old scratch copy {}", scratch.display())
+            })?;
+        }
+        fs::create_dir_all(&scratch)?;
+        let files = cmd!(sh, "git ls-files -z --cached --others --exclude-standard")
+            .quiet()
+            .read()
+            .context("cannot list the repository's files with `git ls-files`")?;
+        let mut copied = 0;
+        for file in files.split('\0').filter(|f| !f.is_empty()) {
+            let from = root.join(file);
+            if !from.is_file() {
+                continue;
+            }
+            let to = scratch.join(file);
+            if let Some(dir) = to.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            fs::copy(&from, &to)
+                .with_context(|| format!("cannot copy {file} to the scratch copy"))?;
+            copied += 1;
+        }
+        let rehearsal = Rehearsal {
+            sh,
+            report,
+            scratch,
+            exe: std::env::current_exe().context("cannot find the xtask binary")?,
+        };
+        rehearsal.git(&["init", "-q", "-b", "main"])?;
+        rehearsal.commit("the repository as it is")?;
+        report.info(format!("scratch copy: {} ({copied} files)", rehearsal.scratch.display()));
+        Ok(rehearsal)
+    }
+
+    fn run_all(&self) -> Result<()> {
+        let report = self.report;
+
+        // 1. From nothing: the sandbox without repositories, then the quick start.
+        {
+            let phase = report.phase("rehearsal 1: first-deploy from nothing");
+            self.fresh_sandbox()?;
+            let run =
+                self.xtask(&["first-deploy", "--sandbox", "--expect-message", FIRST_MESSAGE])?;
+            self.expect_success(&run, "first-deploy --sandbox")?;
+            let ip = run.public_ip()?;
+            self.expect_message(&ip, FIRST_MESSAGE)?;
+            self.expect_seeded()?;
+            let log = self.rails_log(&run.task_id()?)?;
+            for step in ["db:create", "db:migrate", "db:seed"] {
+                ensure!(
+                    log.contains(step),
+                    "the first task's rails log does not show {step}:\n{log}"
+                );
+            }
+            self.xtask_ok(&["entrypoint", "later", "--check"])
+                .context("first-deploy must leave the entrypoint in later mode")?;
+            report.info(format!("first task at {ip} serves {FIRST_MESSAGE:?}; 2 users, 30 articles; log shows db:create, db:migrate, db:seed"));
+            phase.finish();
+        }
+
+        // 2. The chapter's change, then deploy.
+        let (chapter_run, chapter_ip) = {
+            let phase = report.phase("rehearsal 2: the chapter's change, deploy");
+            let first_ip = self.current_address()?;
+            self.replace(CONTROLLER, FIRST_MESSAGE, CHAPTER_MESSAGE)?;
+            self.replace(SPEC, FIRST_MESSAGE, CHAPTER_MESSAGE)?;
+            self.commit("the chapter's change: Success Health Check!!")?;
+            let run = self.xtask(&["deploy", "--sandbox", "--expect-message", CHAPTER_MESSAGE])?;
+            self.expect_success(&run, "deploy --sandbox")?;
+            let ip = run.public_ip()?;
+            ensure!(
+                ip != first_ip,
+                "the new task answers at {ip}, the same address as the old one"
+            );
+            self.expect_message(&ip, CHAPTER_MESSAGE)?;
+            let log = self.rails_log(&run.task_id()?)?;
+            ensure!(
+                log.contains("db:migrate"),
+                "the new task's rails log does not show db:migrate:\n{log}"
+            );
+            for step in ["db:create", "db:seed"] {
+                ensure!(!log.contains(step), "the new task's rails log shows {step}:\n{log}");
+            }
+            self.expect_seeded()?;
+            self.xtask_ok(&["entrypoint", "later", "--check"])?;
+            report.info(format!("new task at {ip} (was {first_ip}) serves {CHAPTER_MESSAGE:?}; log: db:migrate, no db:create / db:seed; still 2 users, 30 articles"));
+            phase.finish();
+            (run, ip)
+        };
+
+        // 3. A change that breaks the app at boot: the roll fails, the old task keeps serving.
+        {
+            let phase = report.phase("rehearsal 3: a deploy that breaks the app");
+            self.replace(
+                PRODUCTION_CONFIG,
+                "Rails.application.configure do\n",
+                "Rails.application.configure do\n  raise \"broken on purpose by cargo xtask rehearse\"\n",
+            )?;
+            let run = self.xtask(&["deploy", "--sandbox", "--expect-message", CHAPTER_MESSAGE])?;
+            let roll = i32::from(Failure::Roll.exit_code());
+            ensure!(
+                run.code == roll,
+                "a broken app must fail the roll (exit {roll}), got exit {}: {}",
+                run.code,
+                run.error()
+            );
+            ensure!(
+                run.error().contains("Essential container in task exited"),
+                "the roll failure must give the task's stop reason: {}",
+                run.error()
+            );
+            self.expect_message(&chapter_ip, CHAPTER_MESSAGE).context(
+                "the previous task must keep serving after a failed force-new-deployment",
+            )?;
+            self.git(&["checkout", "--", PRODUCTION_CONFIG])?;
+            self.wait_for_steady_service()?;
+            report.info(format!(
+                "roll failed with exit {roll} ({}); {chapter_ip} still serves {CHAPTER_MESSAGE:?}",
+                first_line(&run.error())
+            ));
+            phase.finish();
+        }
+
+        // 4. Tests that fail stop the deploy before anything is built.
+        {
+            let phase = report.phase("rehearsal 4: a deploy whose tests fail");
+            self.replace(CONTROLLER, CHAPTER_MESSAGE, "Success Health Check!!!")?;
+            let run = self.xtask(&["deploy", "--sandbox"])?;
+            let tests = i32::from(Failure::Tests.exit_code());
+            ensure!(
+                run.code == tests,
+                "failing tests must stop the deploy (exit {tests}), got exit {}",
+                run.code
+            );
+            let started = run.started_phases();
+            ensure!(
+                !started.iter().any(|p| p == "build"),
+                "the deploy built images after the tests failed: {started:?}"
+            );
+            self.git(&["checkout", "--", CONTROLLER])?;
+            report.info(format!("exit {tests}, phases started: {}", started.join(", ")));
+            phase.finish();
+        }
+
+        // 5. The chapter's own way: stop the task, the service replaces it.
+        {
+            let phase = report.phase("rehearsal 5: deploy --strategy stop-tasks");
+            let before = self.current_address()?;
+            let run = self.xtask(&[
+                "deploy",
+                "--sandbox",
+                "--strategy",
+                "stop-tasks",
+                "--expect-message",
+                CHAPTER_MESSAGE,
+            ])?;
+            self.expect_success(&run, "deploy --sandbox --strategy stop-tasks")?;
+            let ip = run.public_ip()?;
+            ensure!(ip != before, "the replacement answers at {ip}, the stopped task's address");
+            self.expect_message(&ip, CHAPTER_MESSAGE)?;
+            report.info(format!(
+                "replacement task at {ip} (was {before}) serves {CHAPTER_MESSAGE:?}"
+            ));
+            phase.finish();
+        }
+
+        // 6. Figures: the chapter's deploy measured twice.
+        {
+            let phase = report.phase("rehearsal 6: figures");
+            let run = self.xtask(&["deploy", "--sandbox", "--expect-message", CHAPTER_MESSAGE])?;
+            self.expect_success(&run, "deploy --sandbox")?;
+            for line in figures(&[&chapter_run, &run]) {
+                report.line(&line);
+            }
+            phase.finish();
+        }
+        report.info("rehearsal passed: the chapter holds end to end in the sandbox");
+        Ok(())
+    }
+
+    /// A sandbox with no ECR repositories and an empty database, as on a fresh account.
+    fn fresh_sandbox(&self) -> Result<()> {
+        if sandbox::running_endpoints().is_some() {
+            self.xtask_ok(&["sandbox", "reset", "--no-repositories"])
+                .context("cannot reset the sandbox for the rehearsal")?;
+        }
+        Ok(())
+    }
+
+    /// Runs the xtask binary in the scratch copy; stderr streams through, stdout (JSON) is
+    /// kept.
+    fn xtask(&self, args: &[&str]) -> Result<Run> {
+        let mut argv: Vec<&str> = vec!["--json"];
+        argv.extend_from_slice(args);
+        self.report.line(&format!("$ cargo xtask {}", args.join(" ")));
+        let started = Instant::now();
+        let output = duct::cmd(&self.exe, &argv)
+            .dir(&self.scratch)
+            .env("CARGO_MANIFEST_DIR", self.scratch.join("xtask"))
+            .env("CARGO_TARGET_DIR", crate::target_dir())
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("cannot run {}", self.exe.display()))?;
+        let events = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        Ok(Run { code: output.status.code().unwrap_or(-1), events, wall: started.elapsed() })
+    }
+
+    fn xtask_ok(&self, args: &[&str]) -> Result<Run> {
+        let run = self.xtask(args)?;
+        ensure!(
+            run.code == 0,
+            "`cargo xtask {}` exited with {}: {}",
+            args.join(" "),
+            run.code,
+            run.error()
+        );
+        Ok(run)
+    }
+
+    fn expect_success(&self, run: &Run, what: &str) -> Result<()> {
+        ensure!(run.code == 0, "`cargo xtask {what}` exited with {}: {}", run.code, run.error());
+        Ok(())
+    }
+
+    /// GET the health check at `ip` once: it must answer 200 with `message`.
+    fn expect_message(&self, ip: &str, message: &str) -> Result<()> {
+        let url = format!("http://{ip}/api/v1/health_check");
+        let body = ureq::get(&url)
+            .config()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .call()
+            .with_context(|| format!("GET {url} failed"))?
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("cannot read the answer of {url}"))?;
+        let json: Value = serde_json::from_str(&body)
+            .with_context(|| format!("{url} answered no JSON: {body}"))?;
+        ensure!(
+            json["message"] == message,
+            "{url} answered {body}, expected the message {message:?}"
+        );
+        Ok(())
+    }
+
+    /// The database holds the seed rows exactly once.
+    fn expect_seeded(&self) -> Result<()> {
+        let layout = Layout::standard();
+        let users = database::query(self.sh, &layout, "SELECT COUNT(*) FROM users")?;
+        let articles = database::query(self.sh, &layout, "SELECT COUNT(*) FROM articles")?;
+        ensure!(
+            users.trim() == "2" && articles.trim() == "30",
+            "the database holds {} users and {} articles, expected 2 and 30",
+            users.trim(),
+            articles.trim()
+        );
+        Ok(())
+    }
+
+    /// The rails container's log of a sandbox task.
+    fn rails_log(&self, task_id: &str) -> Result<String> {
+        let path = Layout::standard().task_logs().join(task_id).join("rails.log");
+        fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the task's log {}", path.display()))
+    }
+
+    /// The public IP of the service's running task, as the sandbox recorded it on its ENI.
+    fn current_address(&self) -> Result<String> {
+        let (admin, target) = self.sandbox()?;
+        let group = format!("service:{}", target.service);
+        admin
+            .tasks(&target.cluster)?
+            .into_iter()
+            .filter(|t| {
+                t.group == group && t.last_status == "RUNNING" && t.desired_status == "RUNNING"
+            })
+            .find_map(|t| t.public_ip)
+            .ok_or_else(|| anyhow!("the sandbox service has no running task with a public IP"))
+    }
+
+    /// The sandbox's admin client and target.
+    fn sandbox(&self) -> Result<(Admin, Target)> {
+        let endpoints =
+            sandbox::running_endpoints().ok_or_else(|| anyhow!("the sandbox is not running"))?;
+        let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
+        let target = DeployFile::load(&crate::project_root())?.resolve(
+            &flags,
+            &|_| None,
+            Some(&endpoints),
+        )?;
+        Ok((Admin::new(&endpoints.endpoint_url), target))
+    }
+
+    /// After a failed deploy the scheduler keeps trying until its circuit breaker rolls the
+    /// service back; the next scenario starts from a steady service.
+    fn wait_for_steady_service(&self) -> Result<()> {
+        let (admin, target) = self.sandbox()?;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let services = admin.services(&target.cluster)?;
+            let steady = services.iter().any(|s| {
+                s.service_name == target.service
+                    && s.deployments.len() == 1
+                    && s.deployments[0].rollout_state == "COMPLETED"
+                    && s.running_count == s.desired_count
+            });
+            if steady {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the sandbox service did not return to a steady state within 5 minutes after the failed deploy");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn replace(&self, file: &str, from: &str, to: &str) -> Result<()> {
+        let path = self.scratch.join(file);
+        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {file}"))?;
+        ensure!(text.contains(from), "{file} does not contain {from:?}");
+        fs::write(&path, text.replacen(from, to, 1)).with_context(|| format!("cannot write {file}"))
+    }
+
+    fn git(&self, args: &[&str]) -> Result<()> {
+        let sh = self.sh;
+        let _dir = sh.push_dir(&self.scratch);
+        cmd!(sh, "git {args...}")
+            .quiet()
+            .run()
+            .with_context(|| format!("git {} failed in the scratch copy", args.join(" ")))
+    }
+
+    fn commit(&self, message: &str) -> Result<()> {
+        self.git(&["add", "-A"])?;
+        self.git(&[
+            "-c",
+            "user.name=cargo xtask rehearse",
+            "-c",
+            "user.email=rehearse@localhost",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            message,
+        ])
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+/// The per-phase table of deploy runs and the xtask's own overhead (wall time minus the
+/// phases, which are the work of rspec, docker, ECS and the app).
+fn figures(runs: &[&Run]) -> Vec<String> {
+    let names = [
+        "preflight",
+        "tests",
+        "log in to the registry",
+        "build",
+        "push",
+        "check latest in ECR",
+        "roll",
+        "verify",
+    ];
+    let mut lines = vec![format!(
+        "{:<24}{}",
+        "phase",
+        (1..=runs.len()).map(|i| format!("{:>10}", format!("run {i}"))).collect::<String>()
+    )];
+    for name in names {
+        let cells: String = runs
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:>10}",
+                    r.phases().get(name).map_or("-".to_string(), |s| format!("{s:.1}s"))
+                )
+            })
+            .collect();
+        lines.push(format!("{name:<24}{cells}"));
+    }
+    let total: String =
+        runs.iter().map(|r| format!("{:>10}", format!("{:.1}s", r.wall.as_secs_f64()))).collect();
+    lines.push(format!("{:<24}{total}", "total (wall)"));
+    let overhead: String = runs
+        .iter()
+        .map(|r| {
+            let phases: f64 = r.phases().values().sum();
+            format!("{:>10}", format!("{:.1}s", r.wall.as_secs_f64() - phases))
+        })
+        .collect();
+    lines.push(format!("{:<24}{overhead}", "xtask overhead"));
+    lines.push("xtask overhead = wall time minus the phases: starting, resolving the target, connecting to AWS, the entrypoint edit, the summary".to_string());
+    lines
+}
