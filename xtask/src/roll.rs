@@ -46,6 +46,17 @@ pub struct RollRequest {
     pub expected_digests: BTreeMap<String, String>,
     pub timeout: Duration,
     pub poll: PollSchedule,
+    /// Where a stopped task's container logs are read.
+    pub logs: LogSource,
+}
+
+/// Where the containers' logs go, for the hint after a task stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSource {
+    /// CloudWatch Logs, through the task definition's awslogs settings.
+    CloudWatch,
+    /// The sandbox's awslogs stand-in.
+    Sandbox,
 }
 
 impl RollRequest {
@@ -58,6 +69,7 @@ impl RollRequest {
             expected_digests,
             timeout: target.roll_timeout,
             poll: PollSchedule::default(),
+            logs: if target.sandbox { LogSource::Sandbox } else { LogSource::CloudWatch },
         }
     }
 }
@@ -181,6 +193,7 @@ pub struct Watch {
     old_events: HashSet<String>,
     /// Events already shown.
     shown_events: HashSet<String>,
+    logs: LogSource,
 }
 
 /// One judgement of the observed state.
@@ -228,7 +241,13 @@ impl Watch {
             before,
             shown_events: old_events.clone(),
             old_events,
+            logs: LogSource::CloudWatch,
         }
+    }
+
+    /// Where the hint after a stopped task sends the user for its logs.
+    pub fn with_logs(self, logs: LogSource) -> Watch {
+        Watch { logs, ..self }
     }
 
     pub fn deployment_id(&self) -> &str {
@@ -372,7 +391,7 @@ impl Watch {
                  ecr:BatchGetImage, ecr:GetDownloadUrlForLayer) through the task's network"
                     .to_string()
             } else {
-                log_hint(task, td)
+                log_hint(task, td, self.logs)
             };
             return Some(format!(
                 "{}{}{hint}",
@@ -584,7 +603,10 @@ fn describe_stopped(task: &TaskSnapshot) -> String {
 }
 
 /// Where to read the log of the containers that exited, when they log to CloudWatch.
-fn log_hint(task: &TaskSnapshot, td: &TaskDefinitionSnapshot) -> String {
+fn log_hint(task: &TaskSnapshot, td: &TaskDefinitionSnapshot, logs: LogSource) -> String {
+    if logs == LogSource::Sandbox {
+        return format!("\nnext: read its log: cargo xtask sandbox logs {}", task.id);
+    }
     let exited: Vec<&str> = task
         .containers
         .iter()
@@ -784,7 +806,8 @@ async fn drive<A: EcsApi>(
     };
 
     let mut watch =
-        Watch::new(&service, req.strategy, deployment_id, req.expected_digests.clone(), before);
+        Watch::new(&service, req.strategy, deployment_id, req.expected_digests.clone(), before)
+            .with_logs(req.logs);
     let mut poller = Poller::new(req.poll);
     let mut polls = 0u32;
     let mut poll_errors = 0u32;

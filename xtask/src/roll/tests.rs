@@ -340,6 +340,7 @@ async fn run(
         expected_digests: digests(),
         timeout,
         poll: PollSchedule::seeded(seed),
+        logs: LogSource::CloudWatch,
     };
     let started = Instant::now();
     let result = roll(fake, &req, &Reporter::plain()).await;
@@ -1128,4 +1129,14 @@ async fn figures_completion_latency_and_api_calls_of_a_clean_roll() {
     let (min, median, max) = spread(calls);
     eprintln!("figures: API calls per clean 60-second roll: min {min}, median {median}, max {max}");
     assert!(max < 150.0, "a 60-second roll should cost well under 150 calls, not {max}");
+}
+
+#[test]
+fn sandbox_log_hint_names_the_sandbox_logs_command() {
+    let stopped = crate::ecs::task_snapshot(&task("new1", NEW_DEP, "STOPPED", vec![]));
+    let td = TaskDefinitionSnapshot { arn: "td".to_string(), containers: vec![] };
+    assert_eq!(
+        log_hint(&stopped, &td, LogSource::Sandbox),
+        "\nnext: read its log: cargo xtask sandbox logs new1"
+    );
 }
