@@ -5,7 +5,7 @@ use xshell::{cmd, Shell};
 
 use crate::failure::Failure;
 use crate::report::Reporter;
-use crate::rspec;
+use crate::{rehearsal, rspec};
 use crate::sandbox::images;
 use crate::setup::{self, Need};
 
@@ -51,6 +51,11 @@ impl Args {
         {
             let phase = report.phase("rspec");
             rspec::run_suite(sh, report, &[])?;
+            phase.finish();
+        }
+        {
+            let phase = report.phase("rehearsal");
+            rehearsal::Args { keep: false }.run(sh, report)?;
             phase.finish();
         }
         report.info("ci passed");
