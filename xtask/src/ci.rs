@@ -5,9 +5,9 @@ use xshell::{cmd, Shell};
 
 use crate::failure::Failure;
 use crate::report::Reporter;
-use crate::{rehearsal, rspec};
 use crate::sandbox::images;
 use crate::setup::{self, Need};
+use crate::{rehearsal, rspec};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
