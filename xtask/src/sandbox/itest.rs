@@ -20,20 +20,20 @@ use crate::config::{SandboxEndpoints, Target};
 use crate::report::Reporter;
 
 /// A sandbox of one test: killed and removed on drop, pass or fail.
-struct TestSandbox {
+pub(super) struct TestSandbox {
     runtime: tokio::runtime::Runtime,
-    layout: Layout,
+    pub(super) layout: Layout,
     pids: Vec<u32>,
-    target: Target,
-    registry: String,
+    pub(super) target: Target,
+    pub(super) registry: String,
     moto_port: u16,
     /// Docker images the test built, removed on drop.
-    images: std::cell::RefCell<Vec<String>>,
+    pub(super) images: std::cell::RefCell<Vec<String>>,
 }
 
 impl TestSandbox {
     /// moto alone, or with the registry and the push mirror (in a thread of this test).
-    fn start(name: &str, with_registry: bool) -> TestSandbox {
+    pub(super) fn start(name: &str, with_registry: bool) -> TestSandbox {
         let dir = crate::target_dir()
             .join("test-tmp")
             .join(format!("sandbox-{name}-{}", std::process::id()));
@@ -110,16 +110,16 @@ impl TestSandbox {
         sandbox
     }
 
-    fn aws(&self) -> Aws {
+    pub(super) fn aws(&self) -> Aws {
         self.block(Aws::connect(&self.target))
     }
 
     /// Runs an SDK call on the test's one runtime (pooled connections stay with it).
-    fn block<F: std::future::Future>(&self, future: F) -> F::Output {
+    pub(super) fn block<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
     }
 
-    fn admin(&self) -> Admin {
+    pub(super) fn admin(&self) -> Admin {
         Admin::new(&moto::endpoint(self.moto_port))
     }
 

@@ -26,6 +26,8 @@ mod state;
 
 #[cfg(test)]
 mod itest;
+#[cfg(test)]
+mod roll_itest;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
