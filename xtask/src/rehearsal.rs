@@ -134,12 +134,7 @@ impl<'a> Rehearsal<'a> {
                 .with_context(|| format!("cannot copy {file} to the scratch copy"))?;
             copied += 1;
         }
-        let rehearsal = Rehearsal {
-            sh,
-            report,
-            scratch,
-            exe: std::env::current_exe().context("cannot find the xtask binary")?,
-        };
+        let rehearsal = Rehearsal { sh, report, scratch, exe: xtask_binary()? };
         rehearsal.git(&["init", "-q", "-b", "main"])?;
         rehearsal.commit("the repository as it is")?;
         report.info(format!("scratch copy: {} ({copied} files)", rehearsal.scratch.display()));
@@ -461,6 +456,22 @@ impl<'a> Rehearsal<'a> {
             "-m",
             message,
         ])
+    }
+}
+
+/// This binary. When a build replaced it while it runs (`cargo xtask ci` runs `cargo test`),
+/// Linux names it `<path> (deleted)`: the new file at the same path is the same program.
+fn xtask_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+    if exe.is_file() {
+        return Ok(exe);
+    }
+    let text = exe.to_string_lossy();
+    let path = PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(anyhow!("the xtask binary {} is gone: run `cargo build -p xtask`", path.display()))
     }
 }
 
