@@ -543,16 +543,18 @@ impl Target {
     /// The target as `key = value` lines for `cargo xtask config` (no credentials exist in it).
     pub fn describe(&self) -> String {
         let mut out = String::new();
-        let mut line = |k: &str, v: String| out.push_str(&format!("{k:<28} {v}\n"));
+        let mut line = |k: &str, v: String| out.push_str(&format!("{k:<36} {v}\n"));
         line(
             "target",
             format!("{}{}", self.name, if self.sandbox { " (local sandbox)" } else { "" }),
         );
         line("region", self.region.clone());
-        line(
-            "profile",
-            self.profile.clone().unwrap_or_else(|| "(default credential chain)".into()),
-        );
+        let credentials = if self.sandbox {
+            "(the sandbox's fixed dummy credentials)".to_string()
+        } else {
+            self.profile.clone().unwrap_or_else(|| "(default credential chain)".into())
+        };
+        line("profile", credentials);
         line(
             "endpoint_url",
             self.endpoint_url.clone().unwrap_or_else(|| {
