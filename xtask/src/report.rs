@@ -106,20 +106,15 @@ impl Reporter {
             return;
         }
         state.last_progress.insert(key.to_string(), text.clone());
-        let mut err = std::io::stderr().lock();
         match self.style {
             Style::Terminal => {
                 let width = terminal_width();
                 let shown: String = text.chars().take(width.saturating_sub(1)).collect();
-                let _ = write!(err, "\r\x1b[2K{shown}");
+                write_stderr(&format!("\r\x1b[2K{shown}"));
                 state.live = true;
             }
-            Style::Plain => {
-                let _ = writeln!(err, "{text}");
-            }
+            Style::Plain => write_stderr(&format!("{text}\n")),
         }
-        let _ = err.flush();
-        drop(err);
         drop(state);
         if self.json {
             let mut obj = json!({ "key": key, "message": text });
@@ -135,21 +130,38 @@ impl Reporter {
         }
         let mut obj = json!({ "event": kind, "elapsed_s": round_ms(self.started.elapsed()) });
         merge(&mut obj, fields);
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{obj}");
-        let _ = out.flush();
+        write_stdout(&format!("{obj}\n"));
     }
 
     /// Prints a human line on stderr, first clearing a live progress line.
     pub fn line(&self, text: &str) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let clear = if state.live { "\r\x1b[2K" } else { "" };
+        state.live = false;
+        write_stderr(&format!("{clear}{text}\n"));
+    }
+}
+
+/// Writes to stderr, ignoring a closed stream (`cargo xtask … 2>&1 | head`). Under `cargo test`
+/// it goes through `eprint!`, which the test harness captures, so passing tests stay quiet.
+fn write_stderr(text: &str) {
+    if cfg!(test) {
+        eprint!("{text}");
+    } else {
         let mut err = std::io::stderr().lock();
-        if state.live {
-            let _ = write!(err, "\r\x1b[2K");
-            state.live = false;
-        }
-        let _ = writeln!(err, "{text}");
+        let _ = err.write_all(text.as_bytes());
         let _ = err.flush();
+    }
+}
+
+/// Writes to stdout, ignoring a closed stream; captured under `cargo test` like [`write_stderr`].
+fn write_stdout(text: &str) {
+    if cfg!(test) {
+        print!("{text}");
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
     }
 }
 
