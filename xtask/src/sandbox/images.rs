@@ -209,9 +209,18 @@ pub fn ensure(sh: &Shell, report: &Reporter) -> Result<()> {
         .context(Failure::Preflight));
     }
     let phase = report.phase("sandbox base images");
-    for recipe in &stale {
-        build(sh, report, recipe)?;
-    }
+    // At the same time: each build is mostly downloading and unpacking, one core each.
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let builds: Vec<_> = stale
+            .iter()
+            .map(|recipe| scope.spawn(move || build(&Shell::new()?, report, recipe)))
+            .collect();
+        builds
+            .into_iter()
+            .map(|b| b.join().unwrap_or_else(|_| Err(anyhow!("a base image build panicked"))))
+            .collect()
+    });
+    results.into_iter().collect::<Result<Vec<()>>>()?;
     phase.finish();
     Ok(())
 }
@@ -273,7 +282,7 @@ fn build(sh: &Shell, report: &Reporter, recipe: &Recipe) -> Result<()> {
             match rx.recv_timeout(Duration::from_secs(1)) {
                 Ok(status) => return finish(status, recipe, &log),
                 Err(mpsc::RecvTimeoutError::Timeout) => report.progress(
-                    "base-image",
+                    &format!("base-image {}", recipe.image),
                     // Whole tens of seconds, so piped output gets a line every 10 s, not every second.
                     format!(
                         "    building {}: mmdebstrap | docker import, {}s",

@@ -161,17 +161,25 @@ pub fn running_endpoints() -> Option<SandboxEndpoints> {
 /// Brings the sandbox up (idempotent) and returns its endpoints.
 pub fn ensure_up(sh: &Shell, report: &Reporter, opts: UpOptions) -> Result<SandboxEndpoints> {
     check_inputs()?;
-    prepare_host(sh, report)?;
     let layout = Layout::standard();
     let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
+    prepare_host(sh, report, &layout)?;
     up_locked(sh, report, &layout, opts)
 }
 
 /// What the host must have before the sandbox starts: Debian packages, then the base images
-/// standing in for the official ones (built once, cached in Docker).
-fn prepare_host(sh: &Shell, report: &Reporter) -> Result<()> {
+/// standing in for the official ones (built once, cached in Docker) and moto's virtualenv. The
+/// last two are the slow part of a first `up` and independent: they are made side by side.
+/// Called with the sandbox's lock held (the venv lives in the sandbox's directory).
+fn prepare_host(sh: &Shell, report: &Reporter, layout: &Layout) -> Result<()> {
     crate::setup::ensure(sh, report, crate::setup::Need::Sandbox)?;
-    images::ensure(sh, report)
+    std::thread::scope(|scope| {
+        let images = scope.spawn(|| images::ensure(&Shell::new()?, report));
+        let venv = moto::ensure_venv(sh, layout, report);
+        let images =
+            images.join().unwrap_or_else(|_| Err(anyhow!("the base image build panicked")));
+        images.and(venv)
+    })
 }
 
 fn find_program(name: &str) -> Option<PathBuf> {
@@ -675,8 +683,8 @@ fn describe_services(report: &Reporter, endpoint: &str) {
 /// `cargo xtask sandbox reset`: a fresh sandbox on the same ports.
 fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) -> Result<()> {
     check_inputs()?;
-    prepare_host(sh, report)?;
     let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
+    prepare_host(sh, report, layout)?;
     let mut state = State::load(layout)?;
     let Some(moto) = state.moto.clone().filter(|m| process::alive(m.pid) && health_moto(m.port))
     else {
