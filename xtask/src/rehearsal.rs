@@ -494,22 +494,12 @@ const PHASES: [&str; 8] = [
 /// The per-phase table of deploy runs and the xtask's own overhead (wall time minus the
 /// phases, which are the work of rspec, docker, ECS and the app).
 fn figures(runs: &[&Run]) -> Vec<String> {
-    let names = [
-        "preflight",
-        "tests",
-        "log in to the registry",
-        "build",
-        "push",
-        "check latest in ECR",
-        "roll",
-        "verify",
-    ];
     let mut lines = vec![format!(
         "{:<24}{}",
         "phase",
         (1..=runs.len()).map(|i| format!("{:>10}", format!("run {i}"))).collect::<String>()
     )];
-    for name in names {
+    for name in PHASES {
         let cells: String = runs
             .iter()
             .map(|r| {
