@@ -75,6 +75,10 @@ pub struct Args {
     /// How long the roll may take before it fails [default: deploy.toml's `timeouts.roll`]
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub timeout: Option<Duration>,
+    /// first-deploy only: go on although the service already runs tasks (its database is then
+    /// most likely seeded, and a second db:seed makes the new task exit)
+    #[arg(long)]
+    pub force: bool,
 }
 
 fn duration_arg(text: &str) -> Result<Duration, String> {
@@ -109,7 +113,10 @@ impl Args {
             report.info("dry run: nothing was changed");
             return Ok(());
         }
-        Deploy { sh, report, kind, target: &target }.run(opts, self.skip_tests)
+        if self.force && kind == Kind::Later {
+            return Err(anyhow!("--force applies to first-deploy only").context(Failure::Input));
+        }
+        Deploy { sh, report, kind, target: &target }.run(opts, self.skip_tests, self.force)
     }
 }
 
@@ -122,7 +129,7 @@ struct Deploy<'a> {
 }
 
 impl Deploy<'_> {
-    fn run(&self, opts: push::Options, skip_tests: bool) -> Result<()> {
+    fn run(&self, opts: push::Options, skip_tests: bool, force: bool) -> Result<()> {
         let Deploy { sh, report, kind, target } = *self;
         report.info(format!(
             "{} to `{}`: service {} in cluster {} ({}{}), strategy {}",
@@ -146,7 +153,18 @@ impl Deploy<'_> {
             let entrypoint_path = crate::project_root().join(&target.entrypoint.file);
             entrypoint::status_file(&entrypoint_path, &target.entrypoint.first_deploy_only)?;
             let ready = push::preflight(sh, report, &rt, &aws, target, opts)?;
-            check_service(&rt, &ecs, target, report)?;
+            let running = check_service(&rt, &ecs, target, report)?;
+            if kind == Kind::First && running > 0 {
+                let why = format!(
+                    "service `{}` already runs {running} task(s): the app was deployed before, so its database is most likely created and seeded, and a second db:seed makes the new task exit",
+                    target.service
+                );
+                if !force {
+                    return Err(anyhow!("{why}: run `cargo xtask deploy` instead (or `first-deploy --force` if the database is empty)")
+                        .context(Failure::Preflight));
+                }
+                report.warn(format!("--force: {why}"));
+            }
             phase.finish();
             ready
         };
@@ -274,8 +292,9 @@ impl Deploy<'_> {
 }
 
 /// The service exists and is active, and its task definition follows the repositories'
-/// `latest` (a pinned tag or digest would make the push change nothing).
-fn check_service(rt: &Runtime, ecs: &Ecs, target: &Target, report: &Reporter) -> Result<()> {
+/// `latest` (a pinned tag or digest would make the push change nothing). Returns how many
+/// tasks it runs.
+fn check_service(rt: &Runtime, ecs: &Ecs, target: &Target, report: &Reporter) -> Result<i32> {
     let service = rt
         .block_on(ecs.describe_service(&target.cluster, &target.service))
         .context(Failure::Preflight)?;
@@ -288,7 +307,7 @@ fn check_service(rt: &Runtime, ecs: &Ecs, target: &Target, report: &Reporter) ->
         )
         .context(Failure::Preflight));
     }
-    let Some(arn) = &service.task_definition else { return Ok(()) };
+    let Some(arn) = &service.task_definition else { return Ok(service.running) };
     let definition = rt.block_on(ecs.describe_task_definition(arn)).context(Failure::Preflight)?;
     for image in &target.images {
         let Some(container) = definition.containers.iter().find(|c| c.name == image.container)
@@ -308,7 +327,7 @@ fn check_service(rt: &Runtime, ecs: &Ecs, target: &Target, report: &Reporter) ->
             }
         }
     }
-    Ok(())
+    Ok(service.running)
 }
 
 /// `…/zenn-clone-rails` or `…/zenn-clone-rails:latest`.
@@ -379,6 +398,12 @@ fn plan(
         "check: ECS service {} in cluster {} is ACTIVE and its task definition follows `latest`",
         target.service, target.cluster
     ));
+    if kind == Kind::First {
+        lines.push(
+            "check: the service runs no task yet (else its database is likely seeded: use `deploy`, or --force)"
+                .to_string(),
+        );
+    }
     lines.push(if skip_tests {
         "tests: skipped (--skip-tests)".to_string()
     } else {

@@ -134,7 +134,7 @@ impl<'a> Rehearsal<'a> {
                 .with_context(|| format!("cannot copy {file} to the scratch copy"))?;
             copied += 1;
         }
-        let rehearsal = Rehearsal { sh, report, scratch, exe: xtask_binary()? };
+        let rehearsal = Rehearsal { sh, report, scratch, exe: crate::xtask_binary()? };
         rehearsal.git(&["init", "-q", "-b", "main"])?;
         rehearsal.commit("the repository as it is")?;
         report.info(format!("scratch copy: {} ({copied} files)", rehearsal.scratch.display()));
@@ -192,7 +192,15 @@ impl<'a> Rehearsal<'a> {
             }
             self.expect_seeded()?;
             self.xtask_ok(&["entrypoint", "later", "--check"])?;
-            report.info(format!("new task at {ip} (was {first_ip}) serves {CHAPTER_MESSAGE:?}; log: db:migrate, no db:create / db:seed; still 2 users, 30 articles"));
+            let again = self.xtask(&["first-deploy", "--sandbox"])?;
+            let preflight = i32::from(Failure::Preflight.exit_code());
+            ensure!(
+                again.code == preflight && again.error().contains("already runs"),
+                "a second first-deploy must stop in preflight (exit {preflight}), got exit {}: {}",
+                again.code,
+                again.error()
+            );
+            report.info(format!("new task at {ip} (was {first_ip}) serves {CHAPTER_MESSAGE:?}; log: db:migrate, no db:create / db:seed; still 2 users, 30 articles; a second first-deploy is refused"));
             phase.finish();
             (run, ip)
         };
@@ -456,22 +464,6 @@ impl<'a> Rehearsal<'a> {
             "-m",
             message,
         ])
-    }
-}
-
-/// This binary. When a build replaced it while it runs (`cargo xtask ci` runs `cargo test`),
-/// Linux names it `<path> (deleted)`: the new file at the same path is the same program.
-fn xtask_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
-    if exe.is_file() {
-        return Ok(exe);
-    }
-    let text = exe.to_string_lossy();
-    let path = PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text));
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(anyhow!("the xtask binary {} is gone: run `cargo build -p xtask`", path.display()))
     }
 }
 

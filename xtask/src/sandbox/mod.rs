@@ -325,7 +325,7 @@ fn ensure_processes(
     })?);
     state.save(layout)?;
 
-    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+    let exe = crate::xtask_binary()?;
     let serve_args = format!("{} {} {}", ports.serve, ports.moto, ports.registry);
     let spec = Spec {
         name: "sandbox process",
