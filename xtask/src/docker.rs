@@ -47,6 +47,7 @@ pub struct BuildSpec {
 }
 
 impl Docker {
+    #[cfg(test)]
     pub fn with_program(program: impl Into<OsString>) -> Docker {
         Docker { program: program.into() }
     }
@@ -124,15 +125,18 @@ pub struct DockerCmd {
 }
 
 impl DockerCmd {
+    #[cfg(test)]
     pub fn args(&self) -> &[OsString] {
         &self.args
     }
 
+    #[cfg(test)]
     pub fn config_dir(&self) -> Option<&Path> {
         self.config_dir.as_deref()
     }
 
     /// The bytes the command reads on stdin, if any.
+    #[cfg(test)]
     pub fn stdin(&self) -> Option<&Secret> {
         self.stdin.as_ref()
     }

@@ -2,9 +2,6 @@
 //!
 //! `main` parses the command line and dispatches; each command lives in its own module.
 
-// Modules land one issue at a time; until every command is wired, some helpers are unused.
-#![allow(dead_code)]
-
 mod aws;
 mod ci;
 mod config;

@@ -98,10 +98,6 @@ impl Ready {
             .map(|p| p.image.repository.as_str())
             .collect()
     }
-
-    pub fn git_tag(&self) -> Option<&str> {
-        self.git_tag.as_deref()
-    }
 }
 
 /// Checks everything the build and push need, changing nothing: the Dockerfiles exist, the

@@ -53,6 +53,7 @@ impl Reporter {
     }
 
     /// A reporter that prints plain lines and no JSON, for tests.
+    #[cfg(test)]
     pub fn plain() -> Reporter {
         Reporter {
             style: Style::Plain,
@@ -173,10 +174,6 @@ pub struct Phase<'r> {
 }
 
 impl Phase<'_> {
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// Ends the phase as a success and returns its duration.
     pub fn finish(self) -> Duration {
         let elapsed = self.started.elapsed();

@@ -184,6 +184,7 @@ struct Services {
 struct OneService {
     service: Service,
 }
+#[cfg(test)]
 #[derive(Deserialize)]
 struct OneDeployment {
     deployment: Deployment,
@@ -226,10 +227,6 @@ impl Admin {
             ));
         }
         Ok(text)
-    }
-
-    pub fn health(&self) -> Result<Value> {
-        self.call("GET", "/health", None)
     }
 
     /// Every task of the cluster, stopped ones included.
@@ -275,6 +272,7 @@ impl Admin {
     }
 
     /// A new PRIMARY deployment (the circuit breaker's rollback, for one).
+    #[cfg(test)]
     pub fn new_deployment(
         &self,
         cluster: &str,

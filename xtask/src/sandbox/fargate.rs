@@ -23,7 +23,9 @@ pub mod plan;
 #[cfg(test)]
 mod live_tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+#[cfg(test)]
+use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,10 +39,11 @@ use crate::failure::Failure;
 use definition::TaskDefinition;
 use image::Pulled;
 use observe::{Health, LaunchFailure, LaunchState, Seen, Status, Step, TaskObservation, TaskStop};
+#[cfg(test)]
+use plan::list_tasks_command;
 use plan::{
-    inspect_command, list_command, list_tasks_command, network_create_command,
-    network_inspect_command, remove_command, start_command, stop_command, ContainerPlan, Settings,
-    TaskPlan,
+    inspect_command, list_command, network_create_command, network_inspect_command, remove_command,
+    start_command, stop_command, ContainerPlan, Settings, TaskPlan,
 };
 
 /// How often a starting task looks at its containers' states.
@@ -65,6 +68,7 @@ impl Fargate {
         Fargate { settings: Arc::new(settings), launches: Mutex::new(HashMap::new()) }
     }
 
+    #[cfg(test)]
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
@@ -106,6 +110,7 @@ impl Fargate {
 
     /// The task's containers and verdict, from one `docker inspect`; `None` when neither this
     /// runner nor Docker knows the task (never started, or stopped and removed).
+    #[cfg(test)]
     pub fn observe_task(&self, task_id: &str) -> Result<Option<TaskObservation>> {
         let (plan, state) = self.launch_of(task_id);
         let sh = Shell::new()?;
@@ -202,6 +207,7 @@ impl Fargate {
 
     /// The tasks of this sandbox that have containers in Docker or a start in progress here;
     /// after a restart, the scheduler reconciles these with the tasks moto records.
+    #[cfg(test)]
     pub fn task_ids(&self) -> Result<Vec<String>> {
         let sh = Shell::new()?;
         let listed = docker_output(list_tasks_command(&sh, &self.settings))

@@ -49,8 +49,6 @@ use state::{ensure_dir, Component, Lock, State};
 
 pub use state::Layout;
 
-/// Names of every container the sandbox runs start with this.
-pub const CONTAINER_PREFIX: &str = "zenn-sandbox-";
 /// Label on every container and network of one sandbox (value: its directory); `down` removes
 /// what carries it.
 pub const OWNER_LABEL: &str = "zenn-sandbox.dir";

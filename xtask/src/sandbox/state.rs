@@ -111,6 +111,7 @@ impl State {
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.moto.is_none() && self.registry.is_none() && self.serve.is_none()
     }

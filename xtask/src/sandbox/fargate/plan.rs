@@ -358,6 +358,7 @@ pub fn list_command<'a>(sh: &'a Shell, settings: &Settings, task_id: Option<&str
 }
 
 /// The task id of each of the sandbox's containers (one line per container).
+#[cfg(test)]
 pub fn list_tasks_command<'a>(sh: &'a Shell, settings: &Settings) -> Cmd<'a> {
     let sandbox = format!("label={LABEL_SANDBOX}={}", settings.owner);
     let format = format!("{{{{.Label \"{LABEL_TASK}\"}}}}");
