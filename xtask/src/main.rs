@@ -12,6 +12,7 @@ mod ecs;
 mod entrypoint;
 mod failure;
 mod fingerprint;
+mod interrupt;
 mod pipeline;
 mod push;
 mod rehearsal;

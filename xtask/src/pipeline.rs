@@ -144,6 +144,8 @@ impl Deploy<'_> {
         if target.strategy == RollStrategy::StopTasks {
             report.warn("strategy stop-tasks: the service has no running task between the stop and the replacement's start (downtime)");
         }
+        // Ctrl-C stops the deploy between steps, after the entrypoint is back in later mode.
+        crate::interrupt::install();
         let rt = crate::aws::runtime()?;
         let aws = rt.block_on(Aws::connect(target));
         let ecs = Ecs::new(aws.ecs.clone());
@@ -185,7 +187,9 @@ impl Deploy<'_> {
                 // later deploy needs, whether or not the push succeeded.
                 self.set_entrypoint(Mode::Later)?;
             }
-            pushed?
+            let pushed = pushed?;
+            crate::interrupt::check(Failure::Push)?;
+            pushed
         };
 
         let outcome = {

@@ -816,6 +816,14 @@ async fn drive<A: EcsApi>(
     let mut healthy_after = None;
 
     loop {
+        if crate::interrupt::interrupted() {
+            return Err(anyhow!(
+                "interrupted (Ctrl-C) while waiting for deployment {}: ECS goes on without us; \
+                 `aws ecs describe-services --cluster {cluster} --services {name}` shows how it ends",
+                watch.deployment_id()
+            )
+            .context(Failure::Roll));
+        }
         polls += 1;
         let changed = match tracker.observe(api, req, &watch).await {
             Err(e) => {

@@ -5,7 +5,6 @@
 //! ([`mariadb`]), stopped after success, failure and Ctrl-C.
 
 mod db_url;
-mod interrupt;
 mod mariadb;
 
 use std::path::Path;
@@ -16,6 +15,7 @@ use anyhow::{anyhow, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::failure::Failure;
+use crate::interrupt;
 use crate::report::Reporter;
 use crate::setup::{self, Need};
 
@@ -70,7 +70,7 @@ pub fn run_suite(sh: &Shell, report: &Reporter, rspec_args: &[String]) -> Result
         .context(Failure::Preflight);
     drop(database);
     let status = status?;
-    interrupt::check()?;
+    interrupt::check(Failure::Tests)?;
     if !status.success() {
         return Err(anyhow!("rspec failed ({status}): the failing examples are listed above")
             .context(Failure::Tests));
@@ -131,7 +131,7 @@ fn prepare_database(sh: &Shell, rails_dir: &Path, url: &str) -> Result<()> {
         .output()
         .context("cannot run `bundle exec rails`: run `cargo xtask setup`")
         .context(Failure::Preflight)?;
-    interrupt::check()?;
+    interrupt::check(Failure::Tests)?;
     if !out.status.success() {
         return Err(anyhow!(
             "`rails db:create db:schema:load` failed ({}):\n{}{}",

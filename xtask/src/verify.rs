@@ -179,6 +179,7 @@ pub fn verify(req: &VerifyRequest, report: &Reporter) -> Result<VerifyOutcome> {
     let mut wait = FIRST_WAIT;
     let mut attempts = 0u32;
     loop {
+        crate::interrupt::check(Failure::Verify)?;
         attempts += 1;
         let left = deadline.saturating_duration_since(Instant::now());
         let answer = get(&agent, &req.url, left.clamp(Duration::from_millis(200), ATTEMPT_TIMEOUT))

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::{db_url, interrupt};
+use super::db_url;
 use crate::failure::Failure;
 use crate::fingerprint;
+use crate::interrupt;
 use crate::report::Reporter;
 
 pub const TEST_DATABASE: &str = "zenn_clone_test";
@@ -169,7 +170,7 @@ impl Server {
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            interrupt::check()?;
+            interrupt::check(Failure::Tests)?;
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
                     self.child = None;
@@ -297,7 +298,7 @@ fn build_template(
         .ignore_status()
         .output()
         .context("cannot run mariadb-install-db")?;
-    interrupt::check()?;
+    interrupt::check(Failure::Tests)?;
     if !out.status.success() {
         bail!(
             "mariadb-install-db failed ({}):\n{}{}",

@@ -1,6 +1,6 @@
-//! Ctrl-C while the suite runs: the first one lets the running child (rspec, rails, which share
-//! our process group and get the signal too) finish and the caller clean up; a second one
-//! stops the database server at once and exits.
+//! Ctrl-C: the first one lets the running children (rspec, docker, which share our process
+//! group and get the signal too) finish and the caller clean up (the test database, the
+//! entrypoint's mode) and stop; a second one stops the database server at once and exits.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Once;
@@ -39,10 +39,10 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Fails when Ctrl-C was pressed, so the caller unwinds and its guards stop the server.
-pub fn check() -> Result<()> {
+/// Fails (as `class`) when Ctrl-C was pressed, so the caller unwinds and its guards clean up.
+pub fn check(class: Failure) -> Result<()> {
     if interrupted() {
-        Err(anyhow!("interrupted (Ctrl-C)").context(Failure::Tests))
+        Err(anyhow!("interrupted (Ctrl-C)").context(class))
     } else {
         Ok(())
     }
