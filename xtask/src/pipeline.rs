@@ -93,6 +93,9 @@ impl Args {
         kind: Kind,
         sandbox: Option<SandboxEndpoints>,
     ) -> Result<()> {
+        if self.force && kind == Kind::Later {
+            return Err(anyhow!("--force applies to first-deploy only").context(Failure::Input));
+        }
         let file = DeployFile::load(&crate::project_root())?;
         let mut target =
             file.resolve(&self.target, &|k| std::env::var(k).ok(), sandbox.as_ref())?;
@@ -112,9 +115,6 @@ impl Args {
             }
             report.info("dry run: nothing was changed");
             return Ok(());
-        }
-        if self.force && kind == Kind::Later {
-            return Err(anyhow!("--force applies to first-deploy only").context(Failure::Input));
         }
         Deploy { sh, report, kind, target: &target }.run(opts, self.skip_tests, self.force)
     }
