@@ -16,7 +16,7 @@ use crate::aws::Aws;
 use crate::config::{
     parse_duration, DeployFile, RollStrategy, SandboxEndpoints, Target, TargetFlags,
 };
-use crate::ecs::{Ecs, EcsApi};
+use crate::ecs::{Ecs, EcsApi, TaskDefinitionSnapshot};
 use crate::entrypoint::{self, Mode};
 use crate::failure::Failure;
 use crate::push::{self, PushedImage};
@@ -150,12 +150,13 @@ impl Deploy<'_> {
         let aws = rt.block_on(Aws::connect(target));
         let ecs = Ecs::new(aws.ecs.clone());
 
-        let ready = {
+        let (ready, definition) = {
             let phase = report.phase("preflight");
             let entrypoint_path = crate::project_root().join(&target.entrypoint.file);
             entrypoint::status_file(&entrypoint_path, &target.entrypoint.first_deploy_only)?;
             let ready = push::preflight(sh, report, &rt, &aws, target, opts)?;
-            let running = check_service(&rt, &ecs, target, report)?;
+            let service = check_service(&rt, &ecs, target, report)?;
+            let running = service.running;
             if kind == Kind::First && running > 0 {
                 let why = format!(
                     "service `{}` already runs {running} task(s): the app was deployed before, so its database is most likely created and seeded, and a second db:seed makes the new task exit",
@@ -168,7 +169,7 @@ impl Deploy<'_> {
                 report.warn(format!("--force: {why}"));
             }
             phase.finish();
-            ready
+            (ready, service.definition)
         };
 
         if skip_tests {
@@ -213,7 +214,7 @@ impl Deploy<'_> {
             (public_ip, verified)
         };
 
-        self.summary(&pushed, &outcome, public_ip.as_deref(), &verified);
+        self.summary(&pushed, &outcome, public_ip.as_deref(), &verified, definition.as_ref());
         Ok(())
     }
 
@@ -244,6 +245,7 @@ impl Deploy<'_> {
         outcome: &RollOutcome,
         public_ip: Option<&str>,
         verified: &VerifyOutcome,
+        definition: Option<&TaskDefinitionSnapshot>,
     ) {
         let report = self.report;
         let task = outcome.tasks.first();
@@ -268,6 +270,11 @@ impl Deploy<'_> {
             verified.status,
             verified.message.as_deref().map(|m| format!(" {m:?}")).unwrap_or_default()
         ));
+        if let Some(task) = task {
+            for command in log_commands(self.target.sandbox, &task.id, definition) {
+                report.line(&format!("  logs    {command}"));
+            }
+        }
         let phases: Vec<String> = report
             .phases()
             .iter()
@@ -295,10 +302,42 @@ impl Deploy<'_> {
     }
 }
 
+/// Where to read the new task's container logs (the chapter's look at the log for db:create
+/// and db:seed): the sandbox's command, or CloudWatch through the task definition's awslogs.
+fn log_commands(
+    sandbox: bool,
+    task_id: &str,
+    definition: Option<&TaskDefinitionSnapshot>,
+) -> Vec<String> {
+    if sandbox {
+        return vec![format!("cargo xtask sandbox logs {task_id}")];
+    }
+    definition
+        .into_iter()
+        .flat_map(|d| &d.containers)
+        .filter_map(|c| {
+            let (group, prefix) = (c.log_group.as_ref()?, c.log_stream_prefix.as_ref()?);
+            Some(format!("aws logs tail {group} --log-stream-names {prefix}/{}/{task_id}", c.name))
+        })
+        .collect()
+}
+
+/// What preflight learnt of the service.
+struct ServiceCheck {
+    /// Tasks it runs now.
+    running: i32,
+    /// Its task definition, when it has one.
+    definition: Option<TaskDefinitionSnapshot>,
+}
+
 /// The service exists and is active, and its task definition follows the repositories'
-/// `latest` (a pinned tag or digest would make the push change nothing). Returns how many
-/// tasks it runs.
-fn check_service(rt: &Runtime, ecs: &Ecs, target: &Target, report: &Reporter) -> Result<i32> {
+/// `latest` (a pinned tag or digest would make the push change nothing).
+fn check_service(
+    rt: &Runtime,
+    ecs: &Ecs,
+    target: &Target,
+    report: &Reporter,
+) -> Result<ServiceCheck> {
     let service = rt
         .block_on(ecs.describe_service(&target.cluster, &target.service))
         .context(Failure::Preflight)?;
@@ -311,7 +350,9 @@ fn check_service(rt: &Runtime, ecs: &Ecs, target: &Target, report: &Reporter) ->
         )
         .context(Failure::Preflight));
     }
-    let Some(arn) = &service.task_definition else { return Ok(service.running) };
+    let Some(arn) = &service.task_definition else {
+        return Ok(ServiceCheck { running: service.running, definition: None });
+    };
     let definition = rt.block_on(ecs.describe_task_definition(arn)).context(Failure::Preflight)?;
     for image in &target.images {
         let Some(container) = definition.containers.iter().find(|c| c.name == image.container)
@@ -331,7 +372,7 @@ fn check_service(rt: &Runtime, ecs: &Ecs, target: &Target, report: &Reporter) ->
             }
         }
     }
-    Ok(service.running)
+    Ok(ServiceCheck { running: service.running, definition: Some(definition) })
 }
 
 /// `…/zenn-clone-rails` or `…/zenn-clone-rails:latest`.
@@ -462,6 +503,29 @@ mod tests {
         let mut target = file.resolve(&TargetFlags::default(), &|_| None, None).unwrap();
         target.strategy = strategy;
         target
+    }
+
+    #[test]
+    fn log_commands_name_the_new_task_stream_per_container() {
+        use crate::ecs::ContainerDefinitionSnapshot;
+        let container = |name: &str, logs: bool| ContainerDefinitionSnapshot {
+            name: name.to_string(),
+            image: None,
+            essential: true,
+            has_health_check: true,
+            log_group: logs.then(|| "/ecs/zenn-clone-task-definition-backend".to_string()),
+            log_stream_prefix: logs.then(|| "ecs".to_string()),
+        };
+        let definition = TaskDefinitionSnapshot {
+            arn: "td".to_string(),
+            containers: vec![container("rails", true), container("nginx", false)],
+        };
+        assert_eq!(
+            log_commands(false, "abc", Some(&definition)),
+            ["aws logs tail /ecs/zenn-clone-task-definition-backend --log-stream-names ecs/rails/abc"]
+        );
+        assert_eq!(log_commands(true, "abc", Some(&definition)), ["cargo xtask sandbox logs abc"]);
+        assert!(log_commands(false, "abc", None).is_empty());
     }
 
     #[test]
