@@ -268,6 +268,38 @@ impl Ecs {
     pub fn new(client: aws_sdk_ecs::Client) -> Ecs {
         Ecs { client }
     }
+
+    /// One page of ListTasks of one service or, with `None`, of the whole cluster.
+    pub async fn list_tasks_of(
+        &self,
+        cluster: &str,
+        service: Option<&str>,
+        desired: DesiredStatus,
+        next_token: Option<&str>,
+    ) -> Result<TaskPage> {
+        let status = match desired {
+            DesiredStatus::Running => types::DesiredStatus::Running,
+            DesiredStatus::Stopped => types::DesiredStatus::Stopped,
+        };
+        let out = self
+            .client
+            .list_tasks()
+            .cluster(cluster)
+            .set_service_name(service.map(str::to_string))
+            .desired_status(status)
+            .set_next_token(next_token.map(str::to_string))
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| {
+                let whose = service.map_or("the whole cluster".to_string(), |s| format!("`{s}`"));
+                format!("ListTasks for {whose} in cluster `{cluster}` failed")
+            })?;
+        Ok(TaskPage {
+            arns: out.task_arns().to_vec(),
+            next_token: out.next_token().map(str::to_string),
+        })
+    }
 }
 
 fn sdk_error<E: std::error::Error + 'static>(e: E) -> anyhow::Error {
@@ -304,25 +336,7 @@ impl EcsApi for Ecs {
         desired: DesiredStatus,
         next_token: Option<&str>,
     ) -> Result<TaskPage> {
-        let status = match desired {
-            DesiredStatus::Running => types::DesiredStatus::Running,
-            DesiredStatus::Stopped => types::DesiredStatus::Stopped,
-        };
-        let out = self
-            .client
-            .list_tasks()
-            .cluster(cluster)
-            .service_name(service)
-            .desired_status(status)
-            .set_next_token(next_token.map(str::to_string))
-            .send()
-            .await
-            .map_err(sdk_error)
-            .with_context(|| format!("ListTasks for `{service}` in cluster `{cluster}` failed"))?;
-        Ok(TaskPage {
-            arns: out.task_arns().to_vec(),
-            next_token: out.next_token().map(str::to_string),
-        })
+        self.list_tasks_of(cluster, Some(service), desired, next_token).await
     }
 
     async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskSnapshot>> {

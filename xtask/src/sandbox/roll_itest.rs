@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use aws_sdk_ecs::types;
+use anyhow::Result;
 use xshell::{cmd, Shell};
 
 use super::admin::{Admin, Task};
@@ -333,7 +332,6 @@ fn docker(command: xshell::Cmd) -> String {
 /// tasks out.
 struct ClusterWide {
     ecs: Ecs,
-    client: aws_sdk_ecs::Client,
     /// Every task ARN ListTasks returned.
     listed: RefCell<BTreeSet<String>>,
     /// How many times each task was described.
@@ -343,8 +341,7 @@ struct ClusterWide {
 impl ClusterWide {
     fn new(client: aws_sdk_ecs::Client) -> ClusterWide {
         ClusterWide {
-            ecs: Ecs::new(client.clone()),
-            client,
+            ecs: Ecs::new(client),
             listed: RefCell::default(),
             described: RefCell::default(),
         }
@@ -363,24 +360,9 @@ impl EcsApi for ClusterWide {
         desired: DesiredStatus,
         next_token: Option<&str>,
     ) -> Result<TaskPage> {
-        let status = match desired {
-            DesiredStatus::Running => types::DesiredStatus::Running,
-            DesiredStatus::Stopped => types::DesiredStatus::Stopped,
-        };
-        let out = self
-            .client
-            .list_tasks()
-            .cluster(cluster)
-            .desired_status(status)
-            .set_next_token(next_token.map(str::to_string))
-            .send()
-            .await
-            .context("ListTasks of the whole cluster failed")?;
-        self.listed.borrow_mut().extend(out.task_arns().iter().cloned());
-        Ok(TaskPage {
-            arns: out.task_arns().to_vec(),
-            next_token: out.next_token().map(str::to_string),
-        })
+        let page = self.ecs.list_tasks_of(cluster, None, desired, next_token).await?;
+        self.listed.borrow_mut().extend(page.arns.iter().cloned());
+        Ok(page)
     }
 
     async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskSnapshot>> {
