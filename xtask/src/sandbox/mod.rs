@@ -100,6 +100,9 @@ struct UpArgs {
 struct LogsArgs {
     /// The task's id, or the start of it
     task: Option<String>,
+    /// Only this container's log (`rails`, `nginx`), as `--log-stream-names ecs/<container>/<task>`
+    #[arg(long, short, value_name = "NAME")]
+    container: Option<String>,
     /// Keep printing what the containers log (until Ctrl-C)
     #[arg(long, short)]
     follow: bool,
@@ -720,11 +723,24 @@ fn logs(layout: &Layout, args: LogsArgs) -> Result<()> {
     let dir = layout.task_logs();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let task = fargate::logs::logs(&dir, args.task.as_deref(), &mut out)?;
-    if args.follow {
-        fargate::logs::tail(&dir, &task, &mut out, &|| true)?;
+    let container = args.container.as_deref();
+    let shown =
+        fargate::logs::logs(&dir, args.task.as_deref(), container, &mut out).and_then(|task| {
+            match args.follow {
+                true => fargate::logs::tail(&dir, &task, container, &mut out, &|| true),
+                false => Ok(()),
+            }
+        });
+    match shown {
+        // The reader went away (`… | head`): nothing more to show.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+                == Some(std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
     }
-    Ok(())
 }
 
 /// `cargo xtask sandbox serve`: runs until stopped by `down`.

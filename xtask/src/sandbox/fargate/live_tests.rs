@@ -304,7 +304,7 @@ fn a_web_container_waits_for_its_app_to_be_healthy_then_serves_on_the_task_addre
     let deadline = Instant::now() + DEADLINE;
     loop {
         logs.clear();
-        super::logs::logs(&sandbox.fargate.settings().logs_dir, Some(&task[..8]), &mut logs)
+        super::logs::logs(&sandbox.fargate.settings().logs_dir, Some(&task[..8]), None, &mut logs)
             .unwrap();
         if String::from_utf8_lossy(&logs).contains("app ready") {
             break;

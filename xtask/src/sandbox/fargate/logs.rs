@@ -38,9 +38,15 @@ pub fn follow(logs_dir: &Path, task_id: &str, container: &ContainerPlan) -> io::
     Ok(())
 }
 
-/// `cargo xtask sandbox logs [TASK]`: writes the logs of task `task` (its id or a unique
-/// prefix) or, without one, of the task that logged last; returns the task's id.
-pub fn logs(logs_dir: &Path, task: Option<&str>, out: &mut dyn Write) -> Result<String> {
+/// `cargo xtask sandbox logs [TASK] [--container NAME]`: writes the logs of task `task` (its id
+/// or a unique prefix) or, without one, of the task that logged last — every container's, or
+/// one's; returns the task's id.
+pub fn logs(
+    logs_dir: &Path,
+    task: Option<&str>,
+    container: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<String> {
     let tasks = logged_tasks(logs_dir)?;
     if tasks.is_empty() {
         return Err(anyhow!(
@@ -74,7 +80,18 @@ pub fn logs(logs_dir: &Path, task: Option<&str>, out: &mut dyn Write) -> Result<
         }
         None => tasks.iter().max_by_key(|t| t.last_write).unwrap_or(&tasks[0]),
     };
-    for (i, file) in chosen.files.iter().enumerate() {
+    let files: Vec<&PathBuf> = chosen.files.iter().filter(|f| is_of(f, container)).collect();
+    if files.is_empty() {
+        let names: Vec<String> = chosen.files.iter().filter_map(|f| container_of(f)).collect();
+        return Err(anyhow!(
+            "task {} has no log of container {}: it has logs of {}",
+            chosen.id,
+            container.unwrap_or("-"),
+            names.join(", ")
+        )
+        .context(Failure::Input));
+    }
+    for (i, file) in files.into_iter().enumerate() {
         if i > 0 {
             writeln!(out)?;
         }
@@ -91,10 +108,14 @@ pub fn logs(logs_dir: &Path, task: Option<&str>, out: &mut dyn Write) -> Result<
 pub fn tail(
     logs_dir: &Path,
     task_id: &str,
+    container: Option<&str>,
     out: &mut dyn Write,
     keep_going: &dyn Fn() -> bool,
 ) -> Result<()> {
     let dir = task_dir(logs_dir, task_id);
+    let log_files = |dir: &Path| -> Result<Vec<PathBuf>> {
+        Ok(log_files(dir)?.into_iter().filter(|f| is_of(f, container)).collect())
+    };
     let mut offsets = BTreeMap::new();
     for file in log_files(&dir)? {
         offsets.insert(file.clone(), std::fs::metadata(&file)?.len());
@@ -132,6 +153,16 @@ pub fn tail(
 }
 
 const TAIL_POLL: Duration = Duration::from_millis(250);
+
+/// The container a log file is of (`rails.log` → `rails`).
+fn container_of(file: &Path) -> Option<String> {
+    file.file_stem().map(|s| s.to_string_lossy().into_owned())
+}
+
+/// The file is the log of `container`, or any container's when `None`.
+fn is_of(file: &Path, container: Option<&str>) -> bool {
+    container.is_none_or(|c| container_of(file).as_deref() == Some(c))
+}
 
 fn log_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
@@ -224,7 +255,7 @@ mod tests {
 
     fn shown(dir: &Path, task: Option<&str>) -> Result<(String, String)> {
         let mut out = Vec::new();
-        let id = logs(dir, task, &mut out)?;
+        let id = logs(dir, task, None, &mut out)?;
         Ok((id, String::from_utf8(out).unwrap()))
     }
 
@@ -240,6 +271,19 @@ mod tests {
             text,
             "==> ecs/nginx/bbbb2222 <==\nGET /\n\n==> ecs/rails/bbbb2222 <==\ndb:migrate\n"
         );
+    }
+
+    #[test]
+    fn one_container_is_shown_when_named() {
+        let dir = TempDir::new("container");
+        dir.log("bbbb2222", "rails", "==> ecs/rails/bbbb2222 <==\ndb:migrate\n", 10);
+        dir.log("bbbb2222", "nginx", "==> ecs/nginx/bbbb2222 <==\nGET /\n", 5);
+        let mut out = Vec::new();
+        assert_eq!(logs(&dir.0, None, Some("rails"), &mut out).unwrap(), "bbbb2222");
+        assert_eq!(String::from_utf8(out).unwrap(), "==> ecs/rails/bbbb2222 <==\ndb:migrate\n");
+        let missing = logs(&dir.0, None, Some("web"), &mut Vec::new()).unwrap_err();
+        assert_eq!(Failure::of(&missing), Some(Failure::Input));
+        assert!(format!("{missing:#}").contains("it has logs of nginx, rails"), "{missing:#}");
     }
 
     #[test]
@@ -282,7 +326,7 @@ mod tests {
             true
         };
         let mut out = Vec::new();
-        tail(&dir.0, "cccc3333", &mut out, &keep_going).unwrap();
+        tail(&dir.0, "cccc3333", None, &mut out, &keep_going).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "db:migrate\n\n==> ecs/nginx/cccc3333 <==\nGET /\n\n==> ecs/rails/cccc3333 <==\nlistening\n"
