@@ -3,7 +3,9 @@
 //! scratch checkout (its own `deploy.toml`, task definition and target directory), sharing
 //! only the moto venv of this checkout.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -13,24 +15,8 @@ struct Scratch {
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let repo = manifest.parent().unwrap();
-        let root = repo.join("target/test-tmp").join(format!("cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("rails")).unwrap();
-        std::fs::create_dir_all(root.join("target/sandbox")).unwrap();
-        std::fs::copy(repo.join("deploy.toml"), root.join("deploy.toml")).unwrap();
-        std::fs::copy(
-            manifest.join("tests/data/task-definition.json"),
-            root.join("rails/task-definition.json"),
-        )
-        .unwrap();
-        // The venv takes half a minute to build: borrow this checkout's when it has one.
-        let venv = repo.join("target/sandbox/venv");
-        if venv.is_dir() {
-            std::os::unix::fs::symlink(venv, root.join("target/sandbox/venv")).unwrap();
-        }
-        Scratch { root }
+        let definition = include_str!("data/task-definition.json");
+        Scratch { root: common::scratch_checkout(&format!("cli-{name}"), definition) }
     }
 
     fn xtask(&self, args: &[&str]) -> Output {

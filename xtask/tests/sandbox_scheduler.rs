@@ -3,7 +3,9 @@
 //! that waits for it), images pushed to the sandbox's registry, and the deploy's ECS calls sent
 //! to moto as the SDK sends them. Each step waits for a condition with a deadline.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -59,18 +61,7 @@ struct Sandbox {
 impl Sandbox {
     /// A scratch checkout (deploy.toml, the test's task definition) and `sandbox up` in it.
     fn up() -> Sandbox {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let repo = manifest.parent().unwrap();
-        let root = repo.join("target/test-tmp").join(format!("scheduler-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("rails")).unwrap();
-        std::fs::create_dir_all(root.join("target/sandbox")).unwrap();
-        std::fs::copy(repo.join("deploy.toml"), root.join("deploy.toml")).unwrap();
-        std::fs::write(root.join("rails/task-definition.json"), TASK_DEFINITION).unwrap();
-        let venv = repo.join("target/sandbox/venv");
-        if venv.is_dir() {
-            std::os::unix::fs::symlink(venv, root.join("target/sandbox/venv")).unwrap();
-        }
+        let root = common::scratch_checkout("scheduler", TASK_DEFINITION);
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(5)))
             .http_status_as_error(false)
