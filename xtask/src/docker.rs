@@ -34,11 +34,15 @@ impl Default for Docker {
     }
 }
 
-/// What `docker build` gets.
+/// What `docker build` gets. It tags nothing: the deploy tags the image by the ID the build
+/// wrote to `iidfile`, so that what it pushes is what it built even when something else on
+/// the engine moves a tag of the same name in the meantime.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuildSpec {
-    /// Full references (`<repository uri>:<tag>`), each passed as `-t`.
-    pub tags: Vec<String>,
+    /// Where the build writes the image ID (`sha256:…`).
+    pub iidfile: PathBuf,
+    /// Use the layers of this image only as cache (`--cache-from`); overrides `cache`.
+    pub cache_from: Option<String>,
     pub dockerfile: PathBuf,
     pub context: PathBuf,
     pub build_args: BTreeMap<String, String>,
@@ -70,15 +74,15 @@ impl Docker {
         self.cmd(["version", "--format", "{{.Server.Version}}"])
     }
 
-    /// `docker build [--no-cache] -t REF... -f DOCKERFILE --build-arg K=V... CONTEXT`.
+    /// `docker build [--no-cache] --iidfile FILE -f DOCKERFILE --build-arg K=V... CONTEXT`.
     pub fn build(&self, spec: &BuildSpec) -> DockerCmd {
         let mut args: Vec<OsString> = vec!["build".into()];
-        if !spec.cache {
-            args.push("--no-cache".into());
+        match &spec.cache_from {
+            Some(image) => args.extend(["--cache-from".into(), image.into()]),
+            None if !spec.cache => args.push("--no-cache".into()),
+            None => {}
         }
-        for tag in &spec.tags {
-            args.extend(["-t".into(), tag.into()]);
-        }
+        args.extend(["--iidfile".into(), spec.iidfile.clone().into_os_string()]);
         args.extend(["-f".into(), spec.dockerfile.clone().into_os_string()]);
         for (key, value) in &spec.build_args {
             args.extend(["--build-arg".into(), format!("{key}={value}").into()]);
@@ -99,6 +103,16 @@ impl Docker {
         cmd.config_dir = Some(config_dir.to_path_buf());
         cmd.stdin = Some(password);
         cmd
+    }
+
+    /// `docker tag IMAGE REF`: `IMAGE` is the ID a build wrote.
+    pub fn tag(&self, image: &str, reference: &str) -> DockerCmd {
+        self.cmd(["tag", image, reference])
+    }
+
+    /// `docker image inspect --format {{.Id}} REF`: the image a reference names now.
+    pub fn image_id(&self, reference: &str) -> DockerCmd {
+        self.cmd(["image", "inspect", "--format", "{{.Id}}", reference])
     }
 
     /// `docker push REF`, with the credentials of the private config directory.
@@ -171,6 +185,23 @@ impl DockerCmd {
             cmd = cmd.stdin(secret.expose());
         }
         let out = cmd.output().map_err(|e| anyhow!("{e}")).with_context(|| spawn_hint(self))?;
+        if !out.status.success() {
+            let stderr = self.redact(String::from_utf8_lossy(&out.stderr).trim());
+            return Err(anyhow!("`{self}` failed ({}): {stderr}", out.status));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Runs the command quietly in `dir` and returns its stdout (a thread of
+    /// [`run_parallel`] has no Shell of its own).
+    fn read_in(&self, dir: &Path) -> Result<String> {
+        let out = self
+            .expression(dir)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .with_context(|| spawn_hint(self))?;
         if !out.status.success() {
             let stderr = self.redact(String::from_utf8_lossy(&out.stderr).trim());
             return Err(anyhow!("`{self}` failed ({}): {stderr}", out.status));
@@ -307,11 +338,45 @@ fn remove_stale_config_dirs(parent: &Path) {
     }
 }
 
-/// One image's commands, run one after another; their output is prefixed with `[label]`.
+/// One image's steps, run one after another; their output is prefixed with `[label]`.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub label: String,
-    pub cmds: Vec<DockerCmd>,
+    pub steps: Vec<Step>,
+}
+
+/// One step of a [`Job`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Run(DockerCmd),
+    /// `reference` must still name the image `id` (checked right before its push).
+    SameImage {
+        reference: String,
+        id: String,
+        inspect: DockerCmd,
+    },
+}
+
+impl Step {
+    /// The check that `reference` names the image `id`, through `docker`.
+    pub fn same_image(docker: &Docker, reference: &str, id: &str) -> Step {
+        Step::SameImage {
+            reference: reference.to_string(),
+            id: id.to_string(),
+            inspect: docker.image_id(reference),
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Run(cmd) => write!(f, "{cmd}"),
+            Step::SameImage { reference, id, inspect } => {
+                write!(f, "{inspect}  # must print {id}, or {reference} moved: stop")
+            }
+        }
+    }
 }
 
 /// How a job ended.
@@ -403,10 +468,38 @@ fn run_job(
 ) -> JobOutput {
     let mut lines = Vec::new();
     let end = |status, lines| JobOutput { label: job.label.clone(), status, lines };
-    for cmd in &job.cmds {
+    for step in &job.steps {
         if stop.load(Ordering::SeqCst) {
             return end(JobStatus::Stopped, lines);
         }
+        let cmd = match step {
+            Step::Run(cmd) => cmd,
+            Step::SameImage { reference, id, inspect } => {
+                let seen = inspect.read_in(dir);
+                match seen {
+                    Ok(seen) if seen == *id => continue,
+                    Ok(seen) => {
+                        let reason = format!(
+                            "{reference} names {seen} now, not the image this deploy built ({id}): \
+                             something else on this Docker engine tagged it between the build and \
+                             the push (a `docker pull` or another build); nothing of it was pushed, \
+                             deploy again"
+                        );
+                        return end(
+                            JobStatus::Failed { command: inspect.to_string(), reason },
+                            lines,
+                        );
+                    }
+                    Err(e) => {
+                        let reason = format!("cannot check what {reference} names: {e:#}");
+                        return end(
+                            JobStatus::Failed { command: inspect.to_string(), reason },
+                            lines,
+                        );
+                    }
+                }
+            }
+        };
         report.line(&format!("{prefix} $ {cmd}"));
         let failed = |reason: String| JobStatus::Failed { command: cmd.to_string(), reason };
         let reader = match cmd.expression(dir).stderr_to_stdout().unchecked().reader() {
@@ -478,7 +571,7 @@ pub fn repo_digest(json: &str, repository: &str) -> Option<String> {
     })
 }
 
-fn is_digest(text: &str) -> bool {
+pub fn is_digest(text: &str) -> bool {
     text.strip_prefix("sha256:")
         .is_some_and(|hex| hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()))
 }
@@ -492,10 +585,8 @@ mod tests {
 
     fn spec(cache: bool) -> BuildSpec {
         BuildSpec {
-            tags: vec![
-                "127.0.0.1:5011/zenn-clone-rails:latest".into(),
-                "127.0.0.1:5011/zenn-clone-rails:git-0123abc-dirty".into(),
-            ],
+            iidfile: "target/xtask/rails.iid".into(),
+            cache_from: None,
             dockerfile: "rails/Dockerfile.prod".into(),
             context: "rails".into(),
             build_args: BTreeMap::from([
@@ -511,8 +602,7 @@ mod tests {
         let cmd = Docker::default().build(&spec(false));
         assert_eq!(
             cmd.to_string(),
-            "docker build --no-cache -t 127.0.0.1:5011/zenn-clone-rails:latest \
-             -t 127.0.0.1:5011/zenn-clone-rails:git-0123abc-dirty -f rails/Dockerfile.prod \
+            "docker build --no-cache --iidfile target/xtask/rails.iid -f rails/Dockerfile.prod \
              --build-arg 'GREETING=hello world' --build-arg RUBY_IMAGE=zenn-sandbox/ruby:3.1 rails"
         );
         assert_eq!(cmd.config_dir(), None, "a build keeps the user's docker config");
@@ -523,7 +613,18 @@ mod tests {
     fn build_with_cache_drops_the_flag() {
         let cmd = Docker::default().build(&spec(true));
         assert!(!cmd.to_string().contains("--no-cache"), "{cmd}");
-        assert!(cmd.to_string().starts_with("docker build -t "), "{cmd}");
+        assert!(cmd.to_string().starts_with("docker build --iidfile "), "{cmd}");
+    }
+
+    #[test]
+    fn build_from_an_earlier_image_uses_its_layers_only() {
+        let spec = BuildSpec { cache_from: Some("sha256:ab".into()), ..spec(false) };
+        let cmd = Docker::default().build(&spec);
+        assert!(
+            cmd.to_string().starts_with("docker build --cache-from sha256:ab --iidfile "),
+            "{cmd}"
+        );
+        assert!(!cmd.to_string().contains("--no-cache"), "{cmd}");
     }
 
     #[test]
@@ -571,6 +672,14 @@ mod tests {
         assert_eq!(
             d.version().to_string(),
             "/usr/local/bin/docker version --format '{{.Server.Version}}'"
+        );
+        assert_eq!(
+            d.tag("sha256:ab", "r/x:latest").to_string(),
+            "/usr/local/bin/docker tag sha256:ab r/x:latest"
+        );
+        assert_eq!(
+            Step::same_image(&d, "r/x:latest", "sha256:ab").to_string(),
+            "/usr/local/bin/docker image inspect --format '{{.Id}}' r/x:latest  # must print sha256:ab, or r/x:latest moved: stop"
         );
     }
 
@@ -704,7 +813,10 @@ echo "Login Succeeded"
 
     fn shell_job(label: &str, scripts: &[&str]) -> Job {
         let sh = Docker::with_program("sh");
-        Job { label: label.into(), cmds: scripts.iter().map(|s| sh.cmd(["-c", s])).collect() }
+        Job {
+            label: label.into(),
+            steps: scripts.iter().map(|s| Step::Run(sh.cmd(["-c", s]))).collect(),
+        }
     }
 
     #[test]
@@ -746,10 +858,41 @@ echo "Login Succeeded"
     }
 
     #[test]
+    fn a_push_stops_when_its_tag_no_longer_names_the_built_image() {
+        // The stand-in answers `image inspect` with the ID a concurrent pull left on the tag.
+        let (_dir, docker) = fake_docker(
+            "fake-moved-tag",
+            "case \"$1\" in image) echo sha256:e430;; push) echo pushed \"$2\";; esac\n",
+        );
+        let sh = Shell::new().unwrap();
+        let reference = "127.0.0.1:5011/zenn-clone-nginx:latest";
+        let job = |id: &str| Job {
+            label: "nginx".into(),
+            steps: vec![
+                Step::same_image(&docker, reference, id),
+                Step::Run(docker.push(reference, Path::new("/c"))),
+            ],
+        };
+        let out = run_parallel(&sh, &Reporter::plain(), &[job("sha256:e430")]);
+        assert_eq!(out[0].status, JobStatus::Succeeded);
+        assert_eq!(out[0].lines, [format!("pushed {reference}")]);
+
+        let out = run_parallel(&sh, &Reporter::plain(), &[job("sha256:c117")]);
+        let JobStatus::Failed { reason, .. } = &out[0].status else {
+            panic!("{:?}", out[0].status)
+        };
+        assert!(
+            reason.contains("names sha256:e430 now, not the image this deploy built (sha256:c117)"),
+            "{reason}"
+        );
+        assert!(out[0].lines.is_empty(), "nothing was pushed: {:?}", out[0].lines);
+    }
+
+    #[test]
     fn a_missing_program_is_a_failure_with_a_hint() {
         let sh = Shell::new().unwrap();
         let docker = Docker::with_program("/nonexistent/docker");
-        let job = Job { label: "rails".into(), cmds: vec![docker.version()] };
+        let job = Job { label: "rails".into(), steps: vec![Step::Run(docker.version())] };
         let out = run_parallel(&sh, &Reporter::plain(), &[job]);
         let JobStatus::Failed { reason, .. } = &out[0].status else {
             panic!("{:?}", out[0].status)

@@ -180,9 +180,9 @@ impl Deploy<'_> {
             phase.finish();
         }
 
-        let pushed = {
+        let first = {
             self.set_entrypoint(kind.mode())?;
-            let pushed = push::build_and_push(sh, report, &rt, &aws, ready);
+            let pushed = push::build_and_push(sh, report, &rt, &aws, ready.clone());
             if kind == Kind::First {
                 // The image has the first-deploy steps; the tree goes back to what every
                 // later deploy needs, whether or not the push succeeded.
@@ -190,32 +190,85 @@ impl Deploy<'_> {
             }
             let pushed = pushed?;
             crate::interrupt::check(Failure::Push)?;
-            pushed
+            self.roll_and_verify(&rt, &aws, &ecs, pushed)?
         };
 
+        // After a first deploy the service must not stay on the first-mode image: any
+        // replacement of its task (a failed health check, a retired host, a scale-out, the
+        // chapter's own "stop the task") would run db:create and db:seed again, and a second
+        // db:seed makes the task exit. The first task has seeded once it is healthy, so the
+        // later-mode image goes out now.
+        let later = if kind == Kind::First {
+            let containers = self.entrypoint_images();
+            if containers.is_empty() {
+                report.warn(format!(
+                    "no image's build context holds {}: the service stays on the first-mode image",
+                    target.entrypoint.file.display()
+                ));
+                None
+            } else {
+                report.info(format!(
+                    "the database is seeded: building the later-mode image of {} so that a replacement task never seeds again",
+                    containers.join(", ")
+                ));
+                let again = ready.rebuild(&first.pushed, &containers);
+                let pushed = push::build_and_push(sh, report, &rt, &aws, again)?;
+                crate::interrupt::check(Failure::Push)?;
+                let unchanged = first
+                    .pushed
+                    .iter()
+                    .filter(|p| !pushed.iter().any(|n| n.container == p.container))
+                    .cloned();
+                let pushed: Vec<PushedImage> = pushed.iter().cloned().chain(unchanged).collect();
+                Some(self.roll_and_verify(&rt, &aws, &ecs, pushed)?)
+            }
+        } else {
+            None
+        };
+
+        self.summary(&first, later.as_ref(), definition.as_ref());
+        Ok(())
+    }
+
+    /// The containers whose image holds the entrypoint file (`rails`).
+    fn entrypoint_images(&self) -> Vec<&str> {
+        let file = &self.target.entrypoint.file;
+        self.target
+            .images
+            .iter()
+            .filter(|i| file.starts_with(&i.context))
+            .map(|i| i.container.as_str())
+            .collect()
+    }
+
+    /// Rolls the service onto `pushed` and checks the health check of the new task.
+    fn roll_and_verify(
+        &self,
+        rt: &Runtime,
+        aws: &Aws,
+        ecs: &Ecs,
+        pushed: Vec<PushedImage>,
+    ) -> Result<Shipped> {
+        let (report, target) = (self.report, self.target);
         let outcome = {
             let phase = report.phase("roll");
             let digests: BTreeMap<String, String> =
                 pushed.iter().map(|p| (p.container.clone(), p.digest.clone())).collect();
             let request = RollRequest::for_target(target, digests);
-            let outcome = rt.block_on(roll::roll(&ecs, &request, report))?;
-            report.event("roll_done", outcome.to_json());
+            let outcome = rt.block_on(roll::roll(ecs, &request, report))?;
             phase.finish();
             outcome
         };
-
         let (public_ip, verified) = {
             let phase = report.phase("verify");
-            let public_ip = public_ip(&rt, &aws, target, &outcome)?;
+            let public_ip = public_ip(rt, aws, target, &outcome)?;
             let request = VerifyRequest::for_target(&target.verify, public_ip.as_deref(), None)?;
             let verified = verify::verify(&request, report)?;
             report.event("verify_done", verified.to_json());
             phase.finish();
             (public_ip, verified)
         };
-
-        self.summary(&pushed, &outcome, public_ip.as_deref(), &verified, definition.as_ref());
-        Ok(())
+        Ok(Shipped { pushed, outcome, public_ip, verified })
     }
 
     /// Puts the entrypoint in `mode` and shows the change.
@@ -241,34 +294,46 @@ impl Deploy<'_> {
 
     fn summary(
         &self,
-        pushed: &[PushedImage],
-        outcome: &RollOutcome,
-        public_ip: Option<&str>,
-        verified: &VerifyOutcome,
+        first: &Shipped,
+        later: Option<&Shipped>,
         definition: Option<&TaskDefinitionSnapshot>,
     ) {
         let report = self.report;
-        let task = outcome.tasks.first();
+        let now = later.unwrap_or(first);
+        let task = now.outcome.tasks.first();
         report.line("");
         report.line(&format!(
             "{} succeeded in {}",
             self.kind.command(),
             human_duration(report.elapsed())
         ));
-        for image in pushed {
+        if later.is_some() {
+            let seeded = first.outcome.tasks.first().map_or("-", |t| t.id.as_str());
+            report.line(&format!(
+                "  seeded  task {seeded} ran {} (first mode), answered {} {}",
+                self.target.entrypoint.first_deploy_only.join(", "),
+                first.verified.status,
+                first.public_ip.as_deref().unwrap_or("")
+            ));
+            for image in &first.pushed {
+                report.line(&format!("  first   {}  {}", image.uri, image.digest));
+            }
+            report.line("  now     the later-mode image: a replacement task never seeds again");
+        }
+        for image in &now.pushed {
             report.line(&format!("  image   {}:latest  {}", image.uri, image.digest));
         }
         if let Some(task) = task {
-            report.line(&format!("  task    {}  ({})", task.id, outcome.deployment_id));
+            report.line(&format!("  task    {}  ({})", task.id, now.outcome.deployment_id));
         }
-        if let Some(ip) = public_ip {
+        if let Some(ip) = &now.public_ip {
             report.line(&format!("  address {ip}"));
         }
         report.line(&format!(
             "  health  {} → {}{}",
-            verified.url,
-            verified.status,
-            verified.message.as_deref().map(|m| format!(" {m:?}")).unwrap_or_default()
+            now.verified.url,
+            now.verified.status,
+            now.verified.message.as_deref().map(|m| format!(" {m:?}")).unwrap_or_default()
         ));
         if let Some(task) = task {
             for command in log_commands(self.target.sandbox, &task.id, definition) {
@@ -281,18 +346,31 @@ impl Deploy<'_> {
             .map(|p| format!("{} {}", p.name, human_duration(p.duration)))
             .collect();
         report.line(&format!("  phases  {}", phases.join(", ")));
+        let images = |pushed: &[PushedImage]| {
+            pushed
+                .iter()
+                .map(|p| {
+                    json!({
+                        "container": p.container, "uri": p.uri, "digest": p.digest, "tags": p.tags,
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
         report.event(
             "result",
             json!({
                 "ok": true,
                 "command": self.kind.command(),
                 "target": self.target.name,
-                "images": pushed.iter().map(|p| json!({
-                    "container": p.container, "uri": p.uri, "digest": p.digest, "tags": p.tags,
-                })).collect::<Vec<_>>(),
+                "images": images(&now.pushed),
                 "task_id": task.map(|t| t.id.clone()),
-                "public_ip": public_ip,
-                "health": verified.to_json(),
+                "public_ip": now.public_ip,
+                "health": now.verified.to_json(),
+                "seeded_by": later.map(|_| json!({
+                    "task_id": first.outcome.tasks.first().map(|t| t.id.clone()),
+                    "public_ip": first.public_ip,
+                    "images": images(&first.pushed),
+                })),
                 "phases": report.phases().iter().map(|p| json!({
                     "phase": p.name, "duration_s": p.duration.as_secs_f64(), "ok": p.ok,
                 })).collect::<Vec<_>>(),
@@ -300,6 +378,14 @@ impl Deploy<'_> {
             }),
         );
     }
+}
+
+/// One set of images pushed, rolled out and verified.
+struct Shipped {
+    pushed: Vec<PushedImage>,
+    outcome: RollOutcome,
+    public_ip: Option<String>,
+    verified: VerifyOutcome,
 }
 
 /// Where to read the new task's container logs (the chapter's look at the log for db:create
@@ -461,6 +547,31 @@ fn plan(
     if kind == Kind::First {
         lines.push(format!("entrypoint: return {entrypoint} to later mode"));
     }
+    lines.extend(roll_and_verify_plan(target));
+    if kind == Kind::First {
+        let rebuilt: Vec<&str> = target
+            .images
+            .iter()
+            .filter(|i| target.entrypoint.file.starts_with(&i.context))
+            .map(|i| i.container.as_str())
+            .collect();
+        for container in &rebuilt {
+            lines.push(format!(
+                "later mode [{container}]: once the first task is healthy (seeded), build it again with {entrypoint} in later mode (`docker build --cache-from <its first-mode image ID>`: only the changed files are rebuilt), tag, check and push as above"
+            ));
+        }
+        if !rebuilt.is_empty() {
+            lines.extend(
+                roll_and_verify_plan(target).into_iter().map(|l| format!("later mode: {l}")),
+            );
+        }
+    }
+    lines
+}
+
+/// The roll and the health check, as the dry run shows them.
+fn roll_and_verify_plan(target: &Target) -> Vec<String> {
+    let mut lines = Vec::new();
     lines.push(match target.strategy {
         RollStrategy::ForceNewDeployment => format!(
             "roll: aws ecs update-service --cluster {} --service {} --force-new-deployment; wait (up to {}) for the new task RUNNING, HEALTHY, running the pushed digests, the old task gone",

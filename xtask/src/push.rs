@@ -15,7 +15,7 @@ use xshell::{cmd, Shell};
 
 use crate::aws::Aws;
 use crate::config::{Image, Target};
-use crate::docker::{self, BuildSpec, Docker, DockerConfigDir, Job, JobOutput, JobStatus};
+use crate::docker::{self, BuildSpec, Docker, DockerConfigDir, Job, JobOutput, JobStatus, Step};
 use crate::ecr::{self, Repository, TaggedImage};
 use crate::failure::Failure;
 use crate::report::Reporter;
@@ -69,6 +69,8 @@ pub struct PushedImage {
     pub tags: Vec<String>,
     /// When ECR says `latest` was pushed.
     pub pushed_at: SystemTime,
+    /// The local image ID (`sha256:…` of its config) the build wrote.
+    pub image_id: String,
 }
 
 /// What preflight found: the checks passed and this is what will be built and where.
@@ -77,8 +79,6 @@ pub struct Ready {
     images: Vec<Planned>,
     /// The target's registry (the sandbox's), instead of the repositories' own host.
     registry: Option<String>,
-    /// `git-<short sha>[-dirty]`, or none outside a git checkout.
-    git_tag: Option<String>,
     opts: Options,
 }
 
@@ -87,6 +87,8 @@ struct Planned {
     image: Image,
     /// `None`: missing, to be created (first deploy only).
     repository: Option<Repository>,
+    /// Build with the layers of this image only (`--cache-from`), not `--no-cache`.
+    cache_from: Option<String>,
 }
 
 impl Ready {
@@ -97,6 +99,29 @@ impl Ready {
             .filter(|p| p.repository.is_none())
             .map(|p| p.image.repository.as_str())
             .collect()
+    }
+
+    /// The images of `containers` again, into the repositories they were just pushed to,
+    /// each built on the layers of its last build (`--cache-from`): its inputs changed only
+    /// where the tree changed since, and that build was made moments ago without cache.
+    pub fn rebuild(&self, pushed: &[PushedImage], containers: &[&str]) -> Ready {
+        let images = self
+            .images
+            .iter()
+            .filter(|p| containers.contains(&p.image.container.as_str()))
+            .filter_map(|p| {
+                let done = pushed.iter().find(|d| d.container == p.image.container)?;
+                Some(Planned {
+                    image: p.image.clone(),
+                    repository: Some(Repository {
+                        name: done.repository.clone(),
+                        uri: done.uri.clone(),
+                    }),
+                    cache_from: Some(done.image_id.clone()),
+                })
+            })
+            .collect();
+        Ready { images, ..self.clone() }
     }
 }
 
@@ -122,9 +147,9 @@ pub fn preflight(
             .block_on(ecr::describe_repository(&aws.ecr, &image.repository))
             .context("cannot look up the ECR repositories: check that the credentials allow ecr:DescribeRepositories")
             .context(Failure::Preflight)?;
-        images.push(Planned { image: image.clone(), repository });
+        images.push(Planned { image: image.clone(), repository, cache_from: None });
     }
-    let ready = Ready { images, registry: target.registry.clone(), git_tag: None, opts };
+    let ready = Ready { images, registry: target.registry.clone(), opts };
     let missing = ready.missing_repositories();
     if !missing.is_empty() {
         if !ready.opts.create_repositories {
@@ -137,8 +162,7 @@ pub fn preflight(
         }
         report.info(format!("ECR repositories to create: {}", missing.join(", ")));
     }
-    let git_tag = git_tag(sh, target, report)?;
-    Ok(Ready { git_tag, ..ready })
+    Ok(ready)
 }
 
 /// Every Dockerfile and build context of the target exists.
@@ -162,13 +186,14 @@ fn check_build_files(sh: &Shell, target: &Target) -> Result<()> {
     .context(Failure::Preflight))
 }
 
-/// `git-<short sha>`, with `-dirty` when the images' inputs have uncommitted changes.
-fn git_tag(sh: &Shell, target: &Target, report: &Reporter) -> Result<Option<String>> {
+/// `git-<short sha>`, with `-dirty` when the images' inputs have uncommitted changes (the
+/// entrypoint edit included: it is read right before the build).
+fn git_tag(sh: &Shell, images: &[Image], report: &Reporter) -> Result<Option<String>> {
     let Ok(sha) = cmd!(sh, "git rev-parse --short HEAD").quiet().ignore_stderr().read() else {
         report.warn("not a git checkout: images are tagged `latest` only, with no commit tag");
         return Ok(None);
     };
-    let paths = build_inputs(target);
+    let paths = build_inputs(images);
     let status = cmd!(sh, "git status --porcelain -- {paths...}")
         .quiet()
         .read()
@@ -178,9 +203,9 @@ fn git_tag(sh: &Shell, target: &Target, report: &Reporter) -> Result<Option<Stri
 }
 
 /// The files that go into the images: a change elsewhere does not make them dirty.
-fn build_inputs(target: &Target) -> Vec<PathBuf> {
+fn build_inputs(images: &[Image]) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> =
-        target.images.iter().flat_map(|i| [i.context.clone(), i.dockerfile.clone()]).collect();
+        images.iter().flat_map(|i| [i.context.clone(), i.dockerfile.clone()]).collect();
     paths.sort();
     paths.dedup();
     paths
@@ -203,9 +228,15 @@ fn tags(git_tag: Option<&str>) -> Vec<String> {
     std::iter::once(LATEST).chain(git_tag).map(String::from).collect()
 }
 
-fn build_spec(image: &Image, uri: &str, tags: &[String], cache: bool) -> BuildSpec {
+/// Where the build of `image` writes its image ID, under the xtask's `work` directory.
+fn iidfile(work: &Path, image: &Image) -> PathBuf {
+    work.join("build").join(format!("{}.iid", image.container))
+}
+
+fn build_spec(work: &Path, image: &Image, cache: bool, cache_from: Option<&str>) -> BuildSpec {
     BuildSpec {
-        tags: tags.iter().map(|t| format!("{uri}:{t}")).collect(),
+        iidfile: iidfile(work, image),
+        cache_from: cache_from.map(String::from),
         dockerfile: image.dockerfile.clone(),
         context: image.context.clone(),
         build_args: image.build_args.clone(),
@@ -225,7 +256,9 @@ pub fn build_and_push(
     aws: &Aws,
     ready: Ready,
 ) -> Result<Vec<PushedImage>> {
-    let Ready { images, registry, git_tag, opts } = ready;
+    let Ready { images, registry, opts } = ready;
+    let sources: Vec<Image> = images.iter().map(|p| p.image.clone()).collect();
+    let git_tag = git_tag(sh, &sources, report)?;
     let tags = tags(git_tag.as_deref());
 
     let mut targets = Vec::new();
@@ -246,7 +279,7 @@ pub fn build_and_push(
             }
         };
         let uri = image_uri(registry.as_deref(), &repository);
-        targets.push((planned.image, repository, uri));
+        targets.push((planned.image, repository, uri, planned.cache_from));
     }
 
     let phase = report.phase("log in to the registry");
@@ -268,33 +301,37 @@ pub fn build_and_push(
 
     let build_started = SystemTime::now();
     let phase = report.phase("build");
-    let jobs: Vec<Job> = targets
-        .iter()
-        .map(|(image, _, uri)| Job {
+    let work = crate::target_dir().join("xtask");
+    let mut jobs = Vec::new();
+    for (image, _, _, cache_from) in &targets {
+        let spec = build_spec(&work, image, opts.cache, cache_from.as_deref());
+        prepare_iidfile(&spec.iidfile).context(Failure::Build)?;
+        jobs.push(Job {
             label: image.container.clone(),
-            cmds: vec![opts.docker.build(&build_spec(image, uri, &tags, opts.cache))],
-        })
-        .collect();
+            steps: vec![Step::Run(opts.docker.build(&spec))],
+        });
+    }
     let outputs = docker::run_parallel(sh, report, &jobs);
     job_failures(&outputs, "build", "nothing was pushed: fix the cause above and deploy again")
         .context(Failure::Build)?;
-    phase.finish();
-    for (image, _, uri) in &targets {
+    let mut built = Vec::new();
+    for (image, _, uri, _) in &targets {
+        let id = read_iidfile(&iidfile(&work, image)).context(Failure::Build)?;
         report.event(
             "image_built",
-            json!({ "container": image.container, "uri": uri, "tags": tags }),
+            json!({ "container": image.container, "uri": uri, "image_id": id, "tags": tags }),
         );
+        built.push(id);
     }
+    phase.finish();
 
     let phase = report.phase("push");
     let jobs: Vec<Job> = targets
         .iter()
-        .map(|(image, _, uri)| Job {
+        .zip(&built)
+        .map(|((image, _, uri, _), id)| Job {
             label: image.container.clone(),
-            cmds: tags
-                .iter()
-                .map(|t| opts.docker.push(&format!("{uri}:{t}"), config.path()))
-                .collect(),
+            steps: push_steps(&opts.docker, uri, id, &tags, config.path()),
         })
         .collect();
     let outputs = docker::run_parallel(sh, report, &jobs);
@@ -306,7 +343,7 @@ pub fn build_and_push(
     )
     .context(Failure::Push)?;
     let mut pushed = Vec::new();
-    for ((image, repository, uri), output) in targets.iter().zip(&outputs) {
+    for (((image, repository, uri, _), output), id) in targets.iter().zip(&outputs).zip(built) {
         let digest = pushed_digest(sh, &opts.docker, uri, output, &tags).context(Failure::Push)?;
         report.info(format!("pushed {uri}:{LATEST} {digest}"));
         pushed.push(PushedImage {
@@ -316,6 +353,7 @@ pub fn build_and_push(
             digest,
             tags: tags.clone(),
             pushed_at: build_started,
+            image_id: id,
         });
     }
     phase.finish();
@@ -345,6 +383,45 @@ pub fn build_and_push(
     }
     phase.finish();
     Ok(pushed)
+}
+
+/// For each tag: tag the built image by its ID, check right before the push that the tag still
+/// names it, push. What is pushed is what was built, whatever else runs on the engine.
+fn push_steps(docker: &Docker, uri: &str, id: &str, tags: &[String], config: &Path) -> Vec<Step> {
+    tags.iter()
+        .flat_map(|t| {
+            let reference = format!("{uri}:{t}");
+            [
+                Step::Run(docker.tag(id, &reference)),
+                Step::same_image(docker, &reference, id),
+                Step::Run(docker.push(&reference, config)),
+            ]
+        })
+        .collect()
+}
+
+/// A stale ID file of an earlier build must not stand for this one.
+fn prepare_iidfile(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow!("cannot remove the old image ID file {}: {e}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The image ID (`sha256:…`) a build wrote.
+fn read_iidfile(path: &Path) -> Result<String> {
+    let id = std::fs::read_to_string(path)
+        .with_context(|| format!("the build wrote no image ID to {}", path.display()))?;
+    let id = id.trim();
+    if !docker::is_digest(id) {
+        return Err(anyhow!("{} holds no image ID: {id:?}", path.display()));
+    }
+    Ok(id.to_string())
 }
 
 /// An error naming every failed job with the tail of its output, the jobs stopped and the
@@ -518,7 +595,7 @@ fn timestamp(t: SystemTime) -> String {
 pub fn plan(sh: &Shell, target: &Target, opts: &Options) -> Vec<String> {
     let sha = cmd!(sh, "git rev-parse --short HEAD").quiet().ignore_stderr().read().ok();
     let dirty = sha.is_some() && {
-        let paths = build_inputs(target);
+        let paths = build_inputs(&target.images);
         cmd!(sh, "git status --porcelain -- {paths...}")
             .quiet()
             .read()
@@ -573,14 +650,14 @@ fn plan_lines(
     lines.push("ecr: GetAuthorizationToken (password decoded, never shown)".into());
     let login = docker.login(&registry, "AWS", ecr::Secret::new(""), &config);
     lines.push(format!("login: {login}"));
-    for (image, uri) in target.images.iter().zip(&uris) {
-        let build = docker.build(&build_spec(image, uri, &tags, opts.cache));
+    for image in &target.images {
+        let build = docker.build(&build_spec(config_parent, image, opts.cache, None));
         lines.push(format!("build [{}] (all images at once): {build}", image.container));
     }
     for (image, uri) in target.images.iter().zip(&uris) {
-        for tag in &tags {
-            let push = docker.push(&format!("{uri}:{tag}"), &config);
-            lines.push(format!("push [{}] (all images at once): {push}", image.container));
+        let id = format!("<image ID from {}>", iidfile(config_parent, image).display());
+        for step in push_steps(docker, uri, &id, &tags, &config) {
+            lines.push(format!("push [{}] (all images at once): {step}", image.container));
         }
     }
     for image in &target.images {
@@ -634,11 +711,19 @@ mod tests {
             "ecr: DescribeRepositories zenn-clone-rails; stop if missing: `cargo xtask first-deploy` creates it",
             "ecr: GetAuthorizationToken (password decoded, never shown)",
             "login: DOCKER_CONFIG=/t/docker-config.PID.N docker login --username AWS --password-stdin 127.0.0.1:5011 < (password on stdin: ****)",
-            "build [nginx] (all images at once): docker build --no-cache -t 127.0.0.1:5011/zenn-clone-nginx:latest -t 127.0.0.1:5011/zenn-clone-nginx:git-0123abc -f nginx/Dockerfile.prod --build-arg NGINX_IMAGE=zenn-sandbox/nginx:1.22 nginx",
-            "build [rails] (all images at once): docker build --no-cache -t 127.0.0.1:5011/zenn-clone-rails:latest -t 127.0.0.1:5011/zenn-clone-rails:git-0123abc -f rails/Dockerfile.prod --build-arg RUBY_IMAGE=zenn-sandbox/ruby:3.1 rails",
+            "build [nginx] (all images at once): docker build --no-cache --iidfile /t/build/nginx.iid -f nginx/Dockerfile.prod --build-arg NGINX_IMAGE=zenn-sandbox/nginx:1.22 nginx",
+            "build [rails] (all images at once): docker build --no-cache --iidfile /t/build/rails.iid -f rails/Dockerfile.prod --build-arg RUBY_IMAGE=zenn-sandbox/ruby:3.1 rails",
+            "push [nginx] (all images at once): docker tag '<image ID from /t/build/nginx.iid>' 127.0.0.1:5011/zenn-clone-nginx:latest",
+            "push [nginx] (all images at once): docker image inspect --format '{{.Id}}' 127.0.0.1:5011/zenn-clone-nginx:latest  # must print <image ID from /t/build/nginx.iid>, or 127.0.0.1:5011/zenn-clone-nginx:latest moved: stop",
             "push [nginx] (all images at once): DOCKER_CONFIG=/t/docker-config.PID.N docker push 127.0.0.1:5011/zenn-clone-nginx:latest",
+            "push [nginx] (all images at once): docker tag '<image ID from /t/build/nginx.iid>' 127.0.0.1:5011/zenn-clone-nginx:git-0123abc",
+            "push [nginx] (all images at once): docker image inspect --format '{{.Id}}' 127.0.0.1:5011/zenn-clone-nginx:git-0123abc  # must print <image ID from /t/build/nginx.iid>, or 127.0.0.1:5011/zenn-clone-nginx:git-0123abc moved: stop",
             "push [nginx] (all images at once): DOCKER_CONFIG=/t/docker-config.PID.N docker push 127.0.0.1:5011/zenn-clone-nginx:git-0123abc",
+            "push [rails] (all images at once): docker tag '<image ID from /t/build/rails.iid>' 127.0.0.1:5011/zenn-clone-rails:latest",
+            "push [rails] (all images at once): docker image inspect --format '{{.Id}}' 127.0.0.1:5011/zenn-clone-rails:latest  # must print <image ID from /t/build/rails.iid>, or 127.0.0.1:5011/zenn-clone-rails:latest moved: stop",
             "push [rails] (all images at once): DOCKER_CONFIG=/t/docker-config.PID.N docker push 127.0.0.1:5011/zenn-clone-rails:latest",
+            "push [rails] (all images at once): docker tag '<image ID from /t/build/rails.iid>' 127.0.0.1:5011/zenn-clone-rails:git-0123abc",
+            "push [rails] (all images at once): docker image inspect --format '{{.Id}}' 127.0.0.1:5011/zenn-clone-rails:git-0123abc  # must print <image ID from /t/build/rails.iid>, or 127.0.0.1:5011/zenn-clone-rails:git-0123abc moved: stop",
             "push [rails] (all images at once): DOCKER_CONFIG=/t/docker-config.PID.N docker push 127.0.0.1:5011/zenn-clone-rails:git-0123abc",
             "ecr: DescribeImages zenn-clone-nginx:latest until its digest is the pushed one and its push time after the build started (up to 30s)",
             "ecr: DescribeImages zenn-clone-rails:latest until its digest is the pushed one and its push time after the build started (up to 30s)",
@@ -650,7 +735,18 @@ mod tests {
     fn plan_for_production_uses_the_account_registry_and_cache_flag() {
         let opts = Options { cache: true, ..Options::new(true) };
         let lines = plan_lines(&production_target(), &opts, None, Path::new("/t")).join("\n");
-        assert!(lines.contains("docker build -t ACCOUNT.dkr.ecr.ap-northeast-1.amazonaws.com/zenn-clone-rails:latest -f rails/Dockerfile.prod rails"), "{lines}");
+        assert!(
+            lines.contains(
+                "docker build --iidfile /t/build/rails.iid -f rails/Dockerfile.prod rails"
+            ),
+            "{lines}"
+        );
+        assert!(
+            lines.contains(
+                "docker push ACCOUNT.dkr.ecr.ap-northeast-1.amazonaws.com/zenn-clone-rails:latest"
+            ),
+            "{lines}"
+        );
         assert!(
             lines.contains("CreateRepository (scanOnPush, tag mutability MUTABLE) if missing"),
             "{lines}"
@@ -773,7 +869,7 @@ mod tests {
 
     #[test]
     fn build_inputs_are_the_contexts_and_dockerfiles() {
-        let paths = build_inputs(&sandbox_target());
+        let paths = build_inputs(&sandbox_target().images);
         let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         assert_eq!(shown, ["nginx", "nginx/Dockerfile.prod", "rails", "rails/Dockerfile.prod"]);
     }

@@ -75,6 +75,14 @@ impl Run {
             .ok_or_else(|| anyhow!("the deploy's result names no public IP"))
     }
 
+    /// The task that ran the first-mode image (db:create, db:seed) of a first deploy.
+    fn seeded_task_id(&self) -> Result<String> {
+        self.result()
+            .and_then(|r| r["seeded_by"]["task_id"].as_str())
+            .map(String::from)
+            .ok_or_else(|| anyhow!("the first deploy's result names no seeding task"))
+    }
+
     fn task_id(&self) -> Result<String> {
         self.result()
             .and_then(|r| r["task_id"].as_str())
@@ -154,16 +162,32 @@ impl<'a> Rehearsal<'a> {
             let ip = run.public_ip()?;
             self.expect_message(&ip, FIRST_MESSAGE)?;
             self.expect_seeded()?;
-            let log = self.rails_log(&run.task_id()?)?;
+            let seeder = run.seeded_task_id()?;
+            let log = self.rails_log(&seeder)?;
             for step in ["db:create", "db:migrate", "db:seed"] {
                 ensure!(
                     log.contains(step),
                     "the first task's rails log does not show {step}:\n{log}"
                 );
             }
+            let task = run.task_id()?;
+            ensure!(task != seeder, "first-deploy left the service on its seeding task {task}");
+            self.expect_later_mode_log(&task)?;
             self.xtask_ok(&["entrypoint", "later", "--check"])
                 .context("first-deploy must leave the entrypoint in later mode")?;
-            report.info(format!("first task at {ip} serves {FIRST_MESSAGE:?}; 2 users, 30 articles; log shows db:create, db:migrate, db:seed"));
+            report.info(format!("task {seeder} seeded (log: db:create, db:migrate, db:seed); first-deploy then rolled onto the later-mode image: task at {ip} serves {FIRST_MESSAGE:?}, no db:create / db:seed in its log; 2 users, 30 articles"));
+
+            // Anything may replace the task now (a failed health check, a retired host, the
+            // chapter's "stop the task"): the replacement must not seed again.
+            let replacement = self.stop_and_await_replacement(&task)?;
+            self.expect_later_mode_log(&replacement.task_id)?;
+            let replacement_ip = replacement
+                .public_ip
+                .clone()
+                .ok_or_else(|| anyhow!("the replacement task has no public IP"))?;
+            self.expect_message(&replacement_ip, FIRST_MESSAGE)?;
+            self.expect_seeded()?;
+            report.info(format!("task {task} stopped: its replacement {} at {replacement_ip} is healthy, did not seed, and the rows are there once", replacement.task_id));
             phase.finish();
         }
 
@@ -376,6 +400,57 @@ impl<'a> Rehearsal<'a> {
             articles.trim()
         );
         Ok(())
+    }
+
+    /// The task's rails log shows db:migrate and none of the first-deploy steps.
+    fn expect_later_mode_log(&self, task_id: &str) -> Result<()> {
+        let log = self.rails_log(task_id)?;
+        ensure!(
+            log.contains("db:migrate"),
+            "task {task_id}'s rails log does not show db:migrate:\n{log}"
+        );
+        for step in ["db:create", "db:seed"] {
+            ensure!(!log.contains(step), "task {task_id}'s rails log shows {step}:\n{log}");
+        }
+        Ok(())
+    }
+
+    /// Stops the task as the chapter does (StopTask) and waits until the service's
+    /// replacement runs healthy.
+    fn stop_and_await_replacement(&self, task_id: &str) -> Result<sandbox::admin::Task> {
+        let (admin, target) = self.sandbox()?;
+        let group = format!("service:{}", target.service);
+        let old = admin
+            .tasks(&target.cluster)?
+            .into_iter()
+            .find(|t| t.task_id == task_id)
+            .ok_or_else(|| anyhow!("the sandbox has no task {task_id}"))?;
+        let rt = crate::aws::runtime()?;
+        let ecs = crate::ecs::Ecs::new(rt.block_on(crate::aws::Aws::connect(&target)).ecs);
+        rt.block_on(crate::ecs::EcsApi::stop_task(
+            &ecs,
+            &target.cluster,
+            &old.task_arn,
+            "stopped by cargo xtask rehearse",
+        ))?;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let replacement = admin.tasks(&target.cluster)?.into_iter().find(|t| {
+                t.group == group
+                    && t.task_id != task_id
+                    && t.created_at > old.created_at
+                    && t.last_status == "RUNNING"
+                    && t.desired_status == "RUNNING"
+                    && t.health_status == "HEALTHY"
+            });
+            if let Some(task) = replacement {
+                return Ok(task);
+            }
+            if Instant::now() > deadline {
+                bail!("no healthy replacement for the stopped task {task_id} within 5 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// The rails container's log of a sandbox task.

@@ -136,6 +136,19 @@ fn up_is_idempotent_status_reports_health_and_down_leaves_nothing() {
     docker(&["rmi", &image]);
     let status = scratch.xtask(&["sandbox", "status"]);
     assert_eq!(status.status.code(), Some(10), "{}", stderr(&status));
+
+    // The registry's and the database's data outlive `down`, moto's AWS state does not: the
+    // next `up` clears them, so that the sandbox is fresh as a whole.
+    let registry = scratch.root.join("target/sandbox/registry");
+    std::fs::write(registry.join("left-by-an-earlier-sandbox"), "x").unwrap();
+    let database = scratch.root.join("target/sandbox/mariadb");
+    assert!(std::fs::read_dir(&database).unwrap().next().is_some(), "the database kept no data");
+    let up = scratch.xtask(&["sandbox", "up"]);
+    let text = stderr(&up);
+    assert!(up.status.success(), "{text}");
+    assert!(text.contains("moto starts empty, so the registry's images"), "{text}");
+    assert!(!registry.join("left-by-an-earlier-sandbox").exists(), "the registry kept its data");
+    assert!(text.contains("created service zenn-clone-backend-service"), "{text}");
 }
 
 #[test]

@@ -243,6 +243,18 @@ fn up_locked(
     let secrets = database::SandboxSecrets::load_or_create(layout)?;
     moto::ensure_venv(sh, layout, report)?;
     let region = sandbox_target(None)?.region;
+    // moto keeps its AWS state in memory: when it starts anew, the registry's images and the
+    // database go too, so that the sandbox is fresh as a whole, never half.
+    if !moto_survives(layout, &state, &region) && holds_data(layout) {
+        report.info(
+            "    moto starts empty, so the registry's images, the tasks and the database are cleared too (a fresh sandbox)",
+        );
+        let removed = clear_data(sh, layout, &mut state)?;
+        state.save(layout)?;
+        if removed > 0 {
+            report.info(format!("    removed {removed} sandbox container(s)"));
+        }
+    }
     let endpoints = ensure_processes(report, layout, &mut state, &region)?;
     ensure_task_host(sh, report, layout, &secrets)?;
     let created = ensure_resources(&endpoints, opts).map_err(|e| match Failure::of(&e) {
@@ -264,6 +276,49 @@ fn up_locked(
         json!({ "endpoint_url": endpoints.endpoint_url, "registry": endpoints.registry, "created": created }),
     );
     Ok(endpoints)
+}
+
+/// Whether `up` keeps the running moto (and so its AWS state): ours, healthy, started the way
+/// `ensure_processes` would start it now.
+fn moto_survives(layout: &Layout, state: &State, region: &str) -> bool {
+    let (Some(moto), Some(registry)) = (&state.moto, &state.registry) else { return false };
+    let alive = |c: &Component| process::alive(c.pid) && process::runs(c.pid, &layout.marker());
+    alive(moto)
+        && alive(registry)
+        && health_moto(moto.port)
+        && health_registry(registry.port)
+        && moto.fingerprint == moto_fingerprint(moto.port, region, registry.port)
+}
+
+fn moto_fingerprint(port: u16, region: &str, registry_port: u16) -> String {
+    let args = format!("{port} {region} 127.0.0.1:{registry_port}");
+    fingerprint(&[moto::LAUNCHER, moto::REQUIREMENTS, &args])
+}
+
+/// Whether the registry or the database holds anything of an earlier sandbox.
+fn holds_data(layout: &Layout) -> bool {
+    let non_empty = |dir: PathBuf| std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+    non_empty(layout.registry_storage()) || non_empty(layout.database())
+}
+
+/// Stops the sandbox process (so that it starts no task meanwhile) and the registry, removes
+/// the sandbox's containers and clears the registry's storage and the database; moto's state
+/// is the caller's. Returns how many containers were removed.
+fn clear_data(sh: &Shell, layout: &Layout, state: &mut State) -> Result<usize> {
+    for component in [state.serve.take(), state.registry.take()].into_iter().flatten() {
+        if process::alive(component.pid) && process::runs(component.pid, &layout.marker()) {
+            process::stop_group(component.pid, Duration::from_secs(10))?;
+        }
+    }
+    let removed = remove_containers(sh, layout)?;
+    database::wipe(layout)?;
+    let storage = layout.registry_storage();
+    if storage.exists() {
+        std::fs::remove_dir_all(&storage)
+            .with_context(|| format!("cannot clear {}", storage.display()))?;
+    }
+    ensure_dir(&storage)?;
+    Ok(removed)
 }
 
 /// Registry, moto, sandbox process: each kept when healthy and started the same way, else
@@ -316,11 +371,10 @@ fn ensure_processes(
     )?);
     state.save(layout)?;
 
-    let moto_args = format!("{} {region} {registry_address}", ports.moto);
     let spec =
         Spec { name: "moto", log: "moto", timeout: Duration::from_secs(90), health: health_moto };
     let current = state.moto.take();
-    let print = fingerprint(&[moto::LAUNCHER, moto::REQUIREMENTS, &moto_args]);
+    let print = moto_fingerprint(ports.moto, region, ports.registry);
     state.moto = Some(ensure_component(report, layout, spec, current, ports.moto, print, || {
         moto::command(layout, ports.moto, region, &registry_address)
     })?);
@@ -691,29 +745,11 @@ fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) -> Res
     else {
         bail!("the sandbox is not running: run `cargo xtask sandbox up`");
     };
-    // The scheduler goes first, so that it starts no task while the rest is cleared.
-    if let Some(serve) = state.serve.take() {
-        if process::alive(serve.pid) && process::runs(serve.pid, &layout.marker()) {
-            process::stop_group(serve.pid, Duration::from_secs(10))?;
-        }
-    }
-    let removed = remove_containers(sh, layout)?;
+    let removed = clear_data(sh, layout, &mut state)?;
     moto::reset(moto.port)?;
-    database::wipe(layout)?;
-    report
-        .info(format!("cleared moto's AWS state and the database; removed {removed} container(s)"));
-    // The registry's bytes are ECR's images: they go too.
-    if let Some(component) = state.registry.take() {
-        if process::alive(component.pid) && process::runs(component.pid, &layout.marker()) {
-            process::stop_group(component.pid, Duration::from_secs(10))?;
-        }
-    }
-    let storage = layout.registry_storage();
-    if storage.exists() {
-        std::fs::remove_dir_all(&storage)
-            .with_context(|| format!("cannot clear {}", storage.display()))?;
-    }
-    report.info("cleared the registry");
+    report.info(format!(
+        "cleared moto's AWS state, the registry and the database; removed {removed} container(s)"
+    ));
     state.save(layout)?;
     up_locked(sh, report, layout, opts).map(drop)
 }

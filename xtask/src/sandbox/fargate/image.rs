@@ -19,12 +19,66 @@ pub struct Pulled {
     pub digest: Option<String>,
 }
 
-/// Pulls `reference` (a push since the last task is picked up, as on Fargate). The error is
-/// docker's own message.
+/// Pulls `reference` (a push since the last task is picked up, as on Fargate). A tag in a
+/// registry is first resolved to its digest and the image pulled by that digest: a pull by tag
+/// would move the tag in the Docker engine, which the deploy shares (it builds and pushes under
+/// the same names). The error is docker's or the registry's own message.
 pub fn pull(sh: &Shell, reference: &str) -> Result<Pulled, String> {
-    docker_output(pull_command(sh, reference))?;
-    let digests = docker_output(repo_digests_command(sh, reference))?;
-    Ok(pick_digest(reference, &digests))
+    let pinned = match by_digest(reference)? {
+        Some(pinned) => pinned,
+        None => reference.to_string(),
+    };
+    docker_output(pull_command(sh, &pinned))?;
+    let digests = docker_output(repo_digests_command(sh, &pinned))?;
+    Ok(pick_digest(&pinned, &digests))
+}
+
+/// Media types a registry may store a pushed image's manifest as.
+const MANIFEST_TYPES: &str = "application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+
+/// `host/repo@sha256:…` for `host/repo:tag`, from the registry's `Docker-Content-Digest`;
+/// `None` for a reference already by digest or without a registry host (a local image).
+fn by_digest(reference: &str) -> Result<Option<String>, String> {
+    let Some((host, path)) = registry_parts(reference) else { return Ok(None) };
+    let repo = repository(path);
+    let tag = path.strip_prefix(repo).and_then(|t| t.strip_prefix(':')).unwrap_or("latest");
+    let url = format!("http://{host}/v2/{repo}/manifests/{tag}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = agent
+        .head(&url)
+        .header("Accept", MANIFEST_TYPES)
+        .call()
+        .map_err(|e| format!("failed to resolve ref {reference}: {e}"))?;
+    match response.status().as_u16() {
+        200 => {}
+        404 => return Err(format!("manifest for {reference} not found: manifest unknown")),
+        status => {
+            return Err(format!("failed to resolve ref {reference}: registry answered {status}"))
+        }
+    }
+    let digest = response
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .filter(|d| d.starts_with("sha256:"))
+        .ok_or_else(|| format!("failed to resolve ref {reference}: the registry gave no digest"))?;
+    Ok(Some(format!("{host}/{repo}@{digest}")))
+}
+
+/// `("127.0.0.1:5011", "zenn-clone-rails:latest")`: the registry host and the rest, for a
+/// reference by tag whose first part is a host (has a `.` or `:`, or is `localhost`).
+fn registry_parts(reference: &str) -> Option<(&str, &str)> {
+    if reference.contains('@') {
+        return None;
+    }
+    let (host, path) = reference.split_once('/')?;
+    (host.contains('.') || host.contains(':') || host == "localhost").then_some((host, path))
 }
 
 /// The digest of `reference` among the engine's `RepoDigests` (a JSON list of `repo@sha256:..`).
@@ -125,6 +179,18 @@ mod tests {
                 digest: Some("sha256:aa".to_string()),
             }
         );
+    }
+
+    #[test]
+    fn only_a_registry_reference_by_tag_is_resolved_to_a_digest() {
+        assert_eq!(
+            registry_parts("127.0.0.1:5011/zenn-clone-rails:latest"),
+            Some(("127.0.0.1:5011", "zenn-clone-rails:latest"))
+        );
+        assert_eq!(registry_parts("localhost/team/app"), Some(("localhost", "team/app")));
+        assert_eq!(registry_parts("127.0.0.1:5011/zenn-clone-rails@sha256:aa"), None);
+        assert_eq!(registry_parts("zenn-sandbox/pause:busybox"), None);
+        assert_eq!(registry_parts("busybox"), None);
     }
 
     #[test]

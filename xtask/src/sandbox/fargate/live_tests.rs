@@ -464,3 +464,28 @@ fn a_task_started_after_a_push_runs_the_new_latest() {
     let after = cmd!(sh, "docker image inspect --format {format} {pause}").quiet().read().unwrap();
     assert_eq!(before, after, "a present pause image is kept as it is");
 }
+
+#[test]
+fn a_task_pulls_by_digest_and_never_moves_the_tag_a_deploy_builds_under() {
+    let sandbox = TestSandbox::new();
+    let sh = Shell::new().unwrap();
+    // A deploy's fresh build, tagged `latest` on the same engine but not pushed yet.
+    let tag = format!("{}:latest", sandbox.image);
+    import_busybox(&sh, &tag, &["LABEL built=by-the-deploy"]).unwrap();
+    let format = "{{.Id}}";
+    let built = cmd!(sh, "docker image inspect --format {format} {tag}").quiet().read().unwrap();
+
+    let def =
+        sandbox.definition(r#"[{"name": "app", "image": "{image}", "command": ["sleep", "60"]}]"#);
+    let task = sandbox.task_id(9);
+    sandbox.fargate.start_task(&task, sandbox.address, &def).unwrap();
+    let running = sandbox.wait(&task, "the task running", |o| o.last_status == Status::Running);
+    assert_eq!(
+        running.containers[0].image_digest.as_deref(),
+        Some(sandbox.digest.as_str()),
+        "the task runs what the registry's `latest` names"
+    );
+    let now = cmd!(sh, "docker image inspect --format {format} {tag}").quiet().read().unwrap();
+    assert_eq!(now, built, "the task's pull moved {tag} away from the deploy's build");
+    sandbox.stop(&task, TaskStop::new(StopCode::UserInitiated, "done"));
+}

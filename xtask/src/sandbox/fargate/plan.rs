@@ -70,7 +70,7 @@ pub struct Settings {
     /// An image present in the engine, able to run `sleep`.
     pub pause_image: String,
     pub secrets: Secrets,
-    /// Health-check interval and timeout are divided by this (floor 1 s), see `health_args`.
+    /// Health-check intervals are divided by this (floor 1 s), see `health_args`.
     pub health_time_scale: u32,
     /// How long a container waits for its `dependsOn` conditions when it sets no `startTimeout`.
     pub start_timeout: Duration,
@@ -253,8 +253,9 @@ impl TaskPlan {
 }
 
 /// Docker 20.10 runs the first check one interval after the start and has no
-/// `--health-start-interval`, so interval and timeout are divided by `scale` (floor 1 s) to keep
-/// the sandbox quick; retries and the start period are the definition's.
+/// `--health-start-interval`, so the interval is divided by `scale` (floor 1 s) to keep the
+/// sandbox quick. Timeout, retries and start period stay the definition's, as on ECS: a check
+/// that is slow because the machine is busy (a build beside the task) must not kill the task.
 pub fn health_args(check: &HealthCheck, scale: u32) -> Result<Vec<String>> {
     let Some(test) = health_test(&check.command)? else {
         return Ok(vec!["--no-healthcheck".to_string()]);
@@ -266,7 +267,7 @@ pub fn health_args(check: &HealthCheck, scale: u32) -> Result<Vec<String>> {
         "--health-interval".to_string(),
         docker_duration(scaled(check.interval.unwrap_or(30))),
         "--health-timeout".to_string(),
-        docker_duration(scaled(check.timeout.unwrap_or(5))),
+        docker_duration(Duration::from_secs(check.timeout.unwrap_or(5))),
         "--health-retries".to_string(),
         check.retries.unwrap_or(3).to_string(),
     ];

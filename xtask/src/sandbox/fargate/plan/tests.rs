@@ -115,7 +115,7 @@ fn rails_gets_its_environment_secret_names_and_a_compressed_health_check() {
          --env RAILS_ENV=production --env RAILS_LOG_TO_STDOUT=1 \
          --env RAILS_MASTER_KEY --env SECRET_KEY_BASE --env DATABASE_URL \
          --health-cmd \"curl --unix-socket /myapp/tmp/sockets/puma.sock localhost/api/v1/health_check || exit 1\" \
-         --health-interval 3s --health-timeout 1s --health-retries 3 \
+         --health-interval 3s --health-timeout 5s --health-retries 3 \
          127.0.0.1:5000/zenn-clone-rails@sha256:d1"
     );
 }
@@ -136,7 +136,7 @@ fn nginx_takes_the_rails_volumes_and_shares_the_task_network() {
          --memory-reservation 64m \
          --volumes-from zenn-sandbox-01234567-rails \
          --health-cmd \"curl -f http://localhost/api/v1/health_check || exit 1\" \
-         --health-interval 3s --health-timeout 1s --health-retries 3 \
+         --health-interval 3s --health-timeout 5s --health-retries 3 \
          127.0.0.1:5000/zenn-clone-nginx@sha256:d1"
     );
     let nginx = plan.container("nginx").unwrap();
@@ -215,7 +215,8 @@ fn entry_point_command_workdir_user_and_memory_are_passed_when_set() {
 }
 
 #[test]
-fn health_checks_keep_retries_and_start_period_and_scale_time_with_a_floor_of_one_second() {
+fn health_checks_keep_timeout_retries_and_start_period_and_scale_the_interval_with_a_floor_of_one_second(
+) {
     let check = |json: &str, scale: u32| {
         let check: HealthCheck = serde_json::from_str(json).unwrap();
         health_args(&check, scale).unwrap().join(" ")
@@ -225,7 +226,7 @@ fn health_checks_keep_retries_and_start_period_and_scale_time_with_a_floor_of_on
             r#"{"command": ["CMD", "wget", "-q", "http://localhost/a b"], "interval": 15, "timeout": 2, "retries": 5, "startPeriod": 20}"#,
             10
         ),
-        "--health-cmd wget -q 'http://localhost/a b' --health-interval 1500ms --health-timeout 1s \
+        "--health-cmd wget -q 'http://localhost/a b' --health-interval 1500ms --health-timeout 2s \
          --health-retries 5 --health-start-period 20s"
     );
     assert_eq!(
