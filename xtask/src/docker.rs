@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::{anyhow, Context, Result};
 use xshell::Shell;
 
-use crate::ecr::Secret;
+use crate::aws::ecr::Secret;
 use crate::failure::Failure;
 use crate::report::Reporter;
 
@@ -727,7 +727,7 @@ latest: digest: sha256:6582489d815961069f1feef6925112b0619ee690fdbf4d45573009225
 
     #[test]
     fn config_dir_is_private_and_removed() {
-        let parent = crate::target_dir().join("xtask-unit").join("docker-config-test");
+        let parent = crate::project::target_dir().join("xtask-unit").join("docker-config-test");
         let path = {
             let dir = DockerConfigDir::create(&parent).unwrap();
             let other = DockerConfigDir::create(&parent).unwrap();
@@ -746,7 +746,7 @@ latest: digest: sha256:6582489d815961069f1feef6925112b0619ee690fdbf4d45573009225
 
     #[test]
     fn stale_config_dirs_of_dead_processes_are_removed() {
-        let parent = crate::target_dir().join("xtask-unit").join("docker-config-stale");
+        let parent = crate::project::target_dir().join("xtask-unit").join("docker-config-stale");
         // No process has pid i32::MAX (above pid_max).
         let stale = parent.join(format!("{CONFIG_DIR_PREFIX}{}.0", libc::pid_t::MAX));
         std::fs::create_dir_all(&stale).unwrap();
@@ -758,7 +758,7 @@ latest: digest: sha256:6582489d815961069f1feef6925112b0619ee690fdbf4d45573009225
     /// A stand-in for `docker` in its own directory, so tests can run in parallel.
     fn fake_docker(name: &str, body: &str) -> (PathBuf, Docker) {
         use std::os::unix::fs::PermissionsExt;
-        let dir = crate::target_dir().join("xtask-unit").join(name);
+        let dir = crate::project::target_dir().join("xtask-unit").join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let program = dir.join("docker");

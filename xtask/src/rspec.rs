@@ -25,33 +25,12 @@ pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
 /// How long a configured database may take to answer before the run fails.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 
-#[derive(Debug, clap::Args)]
-#[command(after_help = "\
-Database:
-  TEST_DATABASE_URL set    the suite uses that server, e.g.
-                           mysql2://root:password@127.0.0.1:3306/zenn_clone_test
-                           (the database is created and its schema loaded first)
-  TEST_DATABASE_URL unset  a throwaway MariaDB: data and unix socket under target/mariadb/,
-                           no TCP port, stopped when the suite ends
-  DATABASE_URL is never passed to the suite, so a production URL cannot be touched.")]
-pub struct Args {
-    /// Arguments for rspec, after `--` (e.g. `-- spec/requests/api/v1/health_checks_spec.rb`)
-    #[arg(last = true, value_name = "RSPEC_ARGS")]
-    rspec_args: Vec<String>,
-}
-
-impl Args {
-    pub fn run(self, sh: &Shell, report: &Reporter) -> Result<()> {
-        run_suite(sh, report, &self.rspec_args)
-    }
-}
-
 /// Runs `bundle exec rspec` in `rails/` against a test database (see the module docs);
 /// a failing suite is a `Failure::Tests` error.
 pub fn run_suite(sh: &Shell, report: &Reporter, rspec_args: &[String]) -> Result<()> {
     setup::ensure(sh, report, Need::Tests)?;
     interrupt::install();
-    let rails_dir = crate::project_root().join("rails");
+    let rails_dir = crate::project::root().join("rails");
 
     let phase = report.phase("test database");
     let database = Database::open(sh, report, &rails_dir)?;

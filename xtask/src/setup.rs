@@ -75,40 +75,8 @@ pub fn app_gem_packages() -> impl Iterator<Item = &'static str> {
     PACKAGES.iter().filter(|p| p.gem).map(|p| p.name)
 }
 
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Install only what one command needs (default: everything)
-    #[arg(long, value_enum)]
-    only: Option<Need>,
-}
-
-impl Args {
-    pub fn run(self, sh: &Shell, report: &Reporter) -> Result<()> {
-        let needs = match self.only {
-            Some(need) => vec![need],
-            None => vec![Need::Tests, Need::Sandbox],
-        };
-        for need in needs {
-            let wanted: Vec<&Package> = packages(need).collect();
-            match missing(sh, &wanted)? {
-                None => report.warn(format!(
-                    "no dpkg-query (not Debian?): install the equivalents of {} yourself",
-                    names(&wanted)
-                )),
-                Some(missing) if missing.is_empty() => report.info(format!(
-                    "{}: all {} Debian packages present",
-                    need.label(),
-                    wanted.len()
-                )),
-                Some(missing) => install(sh, report, need, &missing)?,
-            }
-        }
-        Ok(())
-    }
-}
-
 impl Need {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Need::Tests => "tests",
             Need::Sandbox => "sandbox",
@@ -134,7 +102,7 @@ pub fn ensure(sh: &Shell, report: &Reporter, need: Need) -> Result<()> {
 }
 
 /// The wanted packages dpkg does not list as installed; `None` without dpkg-query.
-fn missing<'p>(sh: &Shell, wanted: &[&'p Package]) -> Result<Option<Vec<&'p Package>>> {
+pub fn missing<'p>(sh: &Shell, wanted: &[&'p Package]) -> Result<Option<Vec<&'p Package>>> {
     if which("dpkg-query").is_none() {
         return Ok(None);
     }
@@ -151,7 +119,7 @@ fn missing<'p>(sh: &Shell, wanted: &[&'p Package]) -> Result<Option<Vec<&'p Pack
     Ok(Some(wanted.iter().copied().filter(|p| !installed.contains(&p.name)).collect()))
 }
 
-fn install(sh: &Shell, report: &Reporter, need: Need, missing: &[&Package]) -> Result<()> {
+pub fn install(sh: &Shell, report: &Reporter, need: Need, missing: &[&Package]) -> Result<()> {
     let owned: Vec<&str> = missing.iter().map(|p| p.name).collect();
     let names = owned.as_slice();
     if !is_root() {
@@ -240,7 +208,7 @@ fn install_hint(names: &[&str]) -> String {
     )
 }
 
-fn names(packages: &[&Package]) -> String {
+pub fn names(packages: &[&Package]) -> String {
     packages.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
 }
 

@@ -1,7 +1,5 @@
-//! `cargo xtask entrypoint first|later|status`: the deploy mode of `rails/entrypoint.prod.sh`.
-//!
-//! The text edit is pure ([`edit`]); this module reads the file, writes it atomically with its
-//! mode kept, and is what `first-deploy` and `deploy` call ([`apply_file`], [`check_file`]).
+//! The deploy mode of `rails/entrypoint.prod.sh`: the text edit is pure ([`edit`]); this module
+//! reads the file and writes it atomically with its mode kept ([`apply_file`], [`check_file`]).
 
 mod edit;
 #[cfg(test)]
@@ -10,20 +8,15 @@ mod tests;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
-use clap::Subcommand;
-use serde_json::json;
-use xshell::Shell;
 
 pub use edit::{Mode, Status};
 
 use edit::Refusal;
 
-use crate::config::{DeployFile, TargetFlags};
 use crate::failure::Failure;
-use crate::report::Reporter;
 
 /// What [`apply_file`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,8 +66,8 @@ pub fn status_file(path: &Path, steps: &[String]) -> Result<Status> {
 }
 
 /// The path as the user knows it: relative to the project root when it is inside.
-fn label(path: &Path) -> String {
-    let root = crate::project_root();
+pub fn label(path: &Path) -> String {
+    let root = crate::project::root();
     path.strip_prefix(&root).unwrap_or(path).display().to_string()
 }
 
@@ -162,109 +155,4 @@ fn fill_temp(mut file: fs::File, meta: &fs::Metadata, contents: &[u8]) -> Result
     file.set_permissions(meta.permissions())?;
     file.sync_all()?;
     Ok(())
-}
-
-/// `cargo xtask entrypoint`: first-deploy or later-deploy mode for the entrypoint.
-#[derive(Debug, clap::Args)]
-#[command(arg_required_else_help = true)]
-pub struct Args {
-    #[command(subcommand)]
-    action: Action,
-}
-
-#[derive(Debug, Subcommand)]
-enum Action {
-    /// First-deploy mode: the first-deploy-only steps (db:create, db:seed) run; prints the diff
-    First(ModeArgs),
-    /// Later-deploy mode: those steps and their echo lines are commented out; prints the diff
-    Later(ModeArgs),
-    /// Say which mode the file is in (first, later or mixed), step by step
-    Status(FileArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct ModeArgs {
-    /// Change nothing; exit non-zero when the file is not in this mode (for CI)
-    #[arg(long)]
-    check: bool,
-    #[command(flatten)]
-    file: FileArgs,
-}
-
-#[derive(Debug, clap::Args)]
-struct FileArgs {
-    /// The entrypoint to act on [default: `entrypoint.file` from deploy.toml]
-    #[arg(long, value_name = "PATH")]
-    file: Option<PathBuf>,
-    /// The deploy.toml target whose `entrypoint` settings apply [default: `default_target`]
-    #[arg(long, value_name = "NAME")]
-    target: Option<String>,
-}
-
-impl FileArgs {
-    /// The file to edit and the first-deploy-only steps, from deploy.toml and the flags.
-    fn resolve(self) -> Result<(PathBuf, Vec<String>)> {
-        let root = crate::project_root();
-        let flags = TargetFlags { target: self.target, ..TargetFlags::default() };
-        // The entrypoint settings depend on no AWS variable, so none may break this command.
-        let target = DeployFile::load(&root)?.resolve(&flags, &|_| None, None)?;
-        let path = self.file.unwrap_or_else(|| root.join(&target.entrypoint.file));
-        Ok((path, target.entrypoint.first_deploy_only))
-    }
-}
-
-impl Args {
-    pub fn run(self, _sh: &Shell, report: &Reporter) -> Result<()> {
-        match self.action {
-            Action::First(args) => args.run(Mode::First, report),
-            Action::Later(args) => args.run(Mode::Later, report),
-            Action::Status(args) => {
-                let (path, steps) = args.resolve()?;
-                let status = status_file(&path, &steps)?;
-                let label = label(&path);
-                if report.json() {
-                    report.event(
-                        "entrypoint_status",
-                        json!({
-                            "file": label,
-                            "mode": status.mode().map_or("mixed".to_string(), |m| m.to_string()),
-                            "steps": status.steps,
-                        }),
-                    );
-                } else {
-                    print!("{}", status.describe(&label));
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl ModeArgs {
-    fn run(self, mode: Mode, report: &Reporter) -> Result<()> {
-        let (path, steps) = self.file.resolve()?;
-        let label = label(&path);
-        if self.check {
-            check_file(&path, mode, &steps)?;
-            if report.json() {
-                report.event("entrypoint_check", json!({ "file": label, "mode": mode }));
-            } else {
-                println!("{label}: in {mode} mode");
-            }
-            return Ok(());
-        }
-        let applied = apply_file(&path, mode, &steps)?;
-        if report.json() {
-            report.event(
-                "entrypoint",
-                json!({ "file": label, "mode": mode, "changed": applied.changed, "diff": applied.diff }),
-            );
-        } else if applied.changed {
-            print!("{}", applied.diff);
-            report.info(format!("{label}: now in {mode} mode"));
-        } else {
-            println!("{label}: already in {mode} mode");
-        }
-        Ok(())
-    }
 }

@@ -118,7 +118,7 @@ fn chapter_pair_both_ways() {
 /// deploy has it in later mode.
 #[test]
 fn repository_entrypoint_is_the_chapters() {
-    let own = read(&crate::project_root().join("rails/entrypoint.prod.sh"));
+    let own = read(&crate::project::root().join("rails/entrypoint.prod.sh"));
     let first = read(&test_data().join("chapter/first.sh"));
     let later = read(&test_data().join("chapter/later.sh"));
     assert!(own == first || own == later, "rails/entrypoint.prod.sh is neither golden text");

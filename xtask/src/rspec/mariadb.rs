@@ -239,7 +239,7 @@ impl Drop for Server {
 
 /// Starts a throwaway server whose test database already has the app's schema.
 pub fn start_throwaway(sh: &Shell, report: &Reporter, rails_dir: &Path) -> Result<Server> {
-    let root = crate::target_dir().join("mariadb");
+    let root = crate::project::target_dir().join("mariadb");
     let mariadbd = find_mariadbd()?;
     let version = cmd!(sh, "{mariadbd} --version")
         .quiet()
@@ -441,7 +441,8 @@ mod tests {
 
     #[test]
     fn stale_runs_and_old_templates_are_removed() {
-        let root = crate::target_dir().join(format!("test-remove-stale-{}", std::process::id()));
+        let root =
+            crate::project::target_dir().join(format!("test-remove-stale-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         let keep = root.join("template-new");
         // A pid far above pid_max belongs to no process.

@@ -354,8 +354,9 @@ mod tests {
     #[test]
     fn secrets_are_made_once_private_and_kept() {
         use std::os::unix::fs::PermissionsExt;
-        let dir =
-            crate::target_dir().join("test-tmp").join(format!("secrets-{}", std::process::id()));
+        let dir = crate::project::target_dir()
+            .join("test-tmp")
+            .join(format!("secrets-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let layout = Layout { venv: dir.join("venv"), dir: dir.clone() };
         let first = SandboxSecrets::load_or_create(&layout).unwrap();

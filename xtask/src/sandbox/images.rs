@@ -249,7 +249,7 @@ fn current_fingerprint(sh: &Shell, image: &str) -> Result<Option<String>> {
 }
 
 fn build(sh: &Shell, report: &Reporter, recipe: &Recipe) -> Result<()> {
-    let dir = crate::target_dir().join("sandbox-images");
+    let dir = crate::project::target_dir().join("sandbox-images");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for (i, hook) in recipe.hooks.iter().enumerate() {
         if let Hook::Upload { contents, .. } = hook {
@@ -443,7 +443,7 @@ mod tests {
 
     #[test]
     fn deploy_toml_names_these_images() {
-        let text = std::fs::read_to_string(crate::project_root().join("deploy.toml")).unwrap();
+        let text = std::fs::read_to_string(crate::project::root().join("deploy.toml")).unwrap();
         let file: toml::Value = toml::from_str(&text).unwrap();
         let arg = |image: &str, key: &str| {
             file["targets"]["sandbox"]["images"][image]["build_args"][key]

@@ -16,7 +16,7 @@ use super::admin::{Admin, ContainerUpdate, DeploymentUpdate, TaskUpdate};
 use super::state::{ensure_dir, Layout};
 use super::{moto, process, registry, resources, serve};
 use crate::aws::Aws;
-use crate::config::{SandboxEndpoints, Target};
+use crate::deploy::target::{SandboxEndpoints, Target};
 use crate::report::Reporter;
 
 /// A sandbox of one test: killed and removed on drop, pass or fail.
@@ -34,7 +34,7 @@ pub(super) struct TestSandbox {
 impl TestSandbox {
     /// moto alone, or with the registry and the push mirror (in a thread of this test).
     pub(super) fn start(name: &str, with_registry: bool) -> TestSandbox {
-        let dir = crate::target_dir()
+        let dir = crate::project::target_dir()
             .join("test-tmp")
             .join(format!("sandbox-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -278,10 +278,10 @@ fn ecs_and_ec2_calls_of_the_deploy_answer_as_on_aws() {
 
     // EC2: the task's ENI → the public IP the admin API gave it.
     assert_eq!(
-        sandbox.block(crate::ec2::public_ip(&aws, &eni)).unwrap().as_deref(),
+        sandbox.block(crate::aws::ec2::public_ip(&aws, &eni)).unwrap().as_deref(),
         Some("127.0.0.5")
     );
-    let interface = sandbox.block(crate::ec2::network_interface(&aws, &eni)).unwrap().unwrap();
+    let interface = sandbox.block(crate::aws::ec2::network_interface(&aws, &eni)).unwrap().unwrap();
     assert_eq!(interface.status, "in-use");
     assert_eq!(interface.private_ip, task.private_ip);
 
@@ -366,7 +366,7 @@ fn ecs_and_ec2_calls_of_the_deploy_answer_as_on_aws() {
         (Some("DELETED"), true)
     );
     assert_eq!(
-        sandbox.block(crate::ec2::public_ip(&aws, &eni)).unwrap(),
+        sandbox.block(crate::aws::ec2::public_ip(&aws, &eni)).unwrap(),
         None,
         "ECS deletes a stopped task's ENI"
     );

@@ -37,12 +37,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Subcommand;
 use serde_json::json;
 use xshell::{cmd, Shell};
 
 use crate::aws::Aws;
-use crate::config::{DeployFile, SandboxEndpoints, Target, TargetFlags};
+use crate::deploy::target::{DeployFile, SandboxEndpoints, Target, TargetFlags};
 use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
 use state::{ensure_dir, Component, Lock, State};
@@ -65,79 +64,6 @@ const REGISTRY_PORT: u16 = 5011;
 const SERVE_PORT: u16 = 5012;
 /// How long a second `up` waits for the first.
 const LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
-
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    command: SandboxCommand,
-}
-
-#[derive(Debug, Subcommand)]
-enum SandboxCommand {
-    /// Start moto, the registry and the sandbox process; create the AWS resources (idempotent)
-    Up(UpArgs),
-    /// Stop everything the sandbox started and remove its containers
-    Down,
-    /// Show each component, its address and health (exit code 10 unless all are healthy)
-    Status,
-    /// Clear the AWS state (moto, registry, task containers, database) and create the resources again
-    Reset(UpArgs),
-    /// Show the logs of a task's containers (default: the task that logged last)
-    Logs(LogsArgs),
-    /// The sandbox's long-running process (started by `up`)
-    #[command(hide = true)]
-    Serve(ServeArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct UpArgs {
-    /// Leave the ECR repositories out (so `first-deploy` shows it creates them)
-    #[arg(long)]
-    no_repositories: bool,
-}
-
-#[derive(Debug, clap::Args)]
-struct LogsArgs {
-    /// The task's id, or the start of it
-    task: Option<String>,
-    /// Only this container's log (`rails`, `nginx`), as `--log-stream-names ecs/<container>/<task>`
-    #[arg(long, short, value_name = "NAME")]
-    container: Option<String>,
-    /// Keep printing what the containers log (until Ctrl-C)
-    #[arg(long, short)]
-    follow: bool,
-}
-
-#[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// The sandbox directory (marks the process as this sandbox's)
-    #[arg(long)]
-    dir: PathBuf,
-    #[arg(long)]
-    port: u16,
-    #[arg(long)]
-    moto_port: u16,
-    #[arg(long)]
-    registry_port: u16,
-}
-
-impl Args {
-    pub fn run(self, sh: &Shell, report: &Reporter) -> Result<()> {
-        let layout = Layout::standard();
-        match self.command {
-            SandboxCommand::Up(args) => {
-                ensure_up(sh, report, UpOptions { repositories: !args.no_repositories }).map(drop)
-            }
-            SandboxCommand::Down => down(sh, report, &layout),
-            SandboxCommand::Status => status(report, &layout),
-            SandboxCommand::Reset(args) => {
-                reset(sh, report, &layout, UpOptions { repositories: !args.no_repositories })
-            }
-            SandboxCommand::Logs(args) => logs(&layout, args),
-            SandboxCommand::Serve(args) => serve_process(args),
-        }
-    }
-}
 
 /// What `up` creates.
 #[derive(Debug, Clone, Copy)]
@@ -193,7 +119,7 @@ fn find_program(name: &str) -> Option<PathBuf> {
 /// broken file changes nothing.
 fn check_inputs() -> Result<()> {
     let target = sandbox_target(None)?;
-    let path = crate::project_root().join(&target.task_definition);
+    let path = crate::project::root().join(&target.task_definition);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the task definition {}", path.display()))
         .context(Failure::Input)?;
@@ -211,7 +137,11 @@ fn check_inputs() -> Result<()> {
 /// The `sandbox` target of deploy.toml, with the sandbox's endpoints when known.
 fn sandbox_target(endpoints: Option<&SandboxEndpoints>) -> Result<Target> {
     let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
-    DeployFile::load(&crate::project_root())?.resolve(&flags, &|k| std::env::var(k).ok(), endpoints)
+    DeployFile::load(&crate::project::root())?.resolve(
+        &flags,
+        &|k| std::env::var(k).ok(),
+        endpoints,
+    )
 }
 
 fn endpoints(moto: &Component, registry: &Component) -> SandboxEndpoints {
@@ -380,7 +310,7 @@ fn ensure_processes(
     })?);
     state.save(layout)?;
 
-    let exe = crate::xtask_binary()?;
+    let exe = crate::project::xtask_binary()?;
     let serve_args = format!("{} {} {}", ports.serve, ports.moto, ports.registry);
     let spec = Spec {
         name: "sandbox process",
@@ -457,7 +387,7 @@ fn ensure_task_host(
 /// The AWS resources of deploy.toml's sandbox target, created in moto when missing.
 fn ensure_resources(endpoints: &SandboxEndpoints, opts: UpOptions) -> Result<Vec<String>> {
     let target = sandbox_target(Some(endpoints))?;
-    let task_definition = crate::project_root().join(&target.task_definition);
+    let task_definition = crate::project::root().join(&target.task_definition);
     crate::aws::runtime()?.block_on(async {
         let aws = Aws::connect(&target).await;
         let values = resources::Placeholders {
@@ -579,7 +509,7 @@ fn binary_identity(exe: &Path) -> String {
 }
 
 /// `cargo xtask sandbox down`.
-fn down(sh: &Shell, report: &Reporter, layout: &Layout) -> Result<()> {
+pub fn down(sh: &Shell, report: &Reporter, layout: &Layout) -> Result<()> {
     let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
     let mut state = State::load(layout)?;
     let mut stopped = 0;
@@ -638,7 +568,7 @@ fn remove_containers(sh: &Shell, layout: &Layout) -> Result<usize> {
 }
 
 /// `cargo xtask sandbox status`.
-fn status(report: &Reporter, layout: &Layout) -> Result<()> {
+pub fn status(report: &Reporter, layout: &Layout) -> Result<()> {
     let state = State::load(layout)?;
     let rows = [
         ("moto", state.moto.as_ref(), health_moto as fn(u16) -> bool, "http://"),
@@ -736,7 +666,7 @@ fn describe_services(report: &Reporter, endpoint: &str) {
 }
 
 /// `cargo xtask sandbox reset`: a fresh sandbox on the same ports.
-fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) -> Result<()> {
+pub fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) -> Result<()> {
     check_inputs()?;
     let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
     prepare_host(sh, report, layout)?;
@@ -754,33 +684,15 @@ fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) -> Res
     up_locked(sh, report, layout, opts).map(drop)
 }
 
-/// `cargo xtask sandbox logs [TASK] [--follow]`.
-fn logs(layout: &Layout, args: LogsArgs) -> Result<()> {
-    let dir = layout.task_logs();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let container = args.container.as_deref();
-    let shown =
-        fargate::logs::logs(&dir, args.task.as_deref(), container, &mut out).and_then(|task| {
-            match args.follow {
-                true => fargate::logs::tail(&dir, &task, container, &mut out, &|| true),
-                false => Ok(()),
-            }
-        });
-    match shown {
-        // The reader went away (`… | head`): nothing more to show.
-        Err(e)
-            if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
-                == Some(std::io::ErrorKind::BrokenPipe) =>
-        {
-            Ok(())
-        }
-        other => other,
-    }
+/// `cargo xtask sandbox serve`: runs until stopped by `down`.
+pub struct ServeArgs {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub moto_port: u16,
+    pub registry_port: u16,
 }
 
-/// `cargo xtask sandbox serve`: runs until stopped by `down`.
-fn serve_process(args: ServeArgs) -> Result<()> {
+pub fn serve_process(args: ServeArgs) -> Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", args.port))
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
     let layout = Layout { venv: args.dir.join("venv"), dir: args.dir.clone() };

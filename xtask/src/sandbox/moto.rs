@@ -126,8 +126,9 @@ mod tests {
 
     #[test]
     fn command_runs_the_launcher_on_loopback() {
-        let dir =
-            crate::target_dir().join("test-tmp").join(format!("moto-cmd-{}", std::process::id()));
+        let dir = crate::project::target_dir()
+            .join("test-tmp")
+            .join(format!("moto-cmd-{}", std::process::id()));
         ensure_dir(&dir).unwrap();
         let layout = Layout { venv: dir.join("venv"), dir: dir.clone() };
         let cmd = command(&layout, 5010, "ap-northeast-1", "127.0.0.1:5011").unwrap();

@@ -191,8 +191,9 @@ mod tests {
 
     #[test]
     fn a_detached_child_leads_its_own_session_and_stops_with_its_group() {
-        let dir =
-            crate::target_dir().join("test-tmp").join(format!("detach-{}", std::process::id()));
+        let dir = crate::project::target_dir()
+            .join("test-tmp")
+            .join(format!("detach-{}", std::process::id()));
         let log = dir.join("sleep.log");
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo started; exec sleep 30"]);

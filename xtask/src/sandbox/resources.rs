@@ -11,9 +11,9 @@ use aws_sdk_ecs::types::{
 };
 use serde_json::Value;
 
+use crate::aws::ec2::{self, xml};
 use crate::aws::{Aws, SignedRequest};
-use crate::config::Target;
-use crate::ec2::{self, xml};
+use crate::deploy::target::Target;
 use crate::failure::Failure;
 
 /// The name (and `Name` tag) of the sandbox's VPC, subnet and security group.

@@ -25,15 +25,15 @@ use super::fargate::Fargate;
 use super::itest::TestSandbox;
 use super::scheduler::driver::{Addresses, Driver, TICK};
 use super::{moto, resources};
-use crate::aws::Aws;
-use crate::config::{RollStrategy, Target};
-use crate::ecs::{
+use crate::aws::ecs::{
     list_all_tasks, DesiredStatus, Ecs, EcsApi, Health, ServiceSnapshot, TaskDefinitionSnapshot,
     TaskPage, TaskSnapshot,
 };
+use crate::aws::Aws;
+use crate::deploy::roll::{self, RollOutcome, RollRequest};
+use crate::deploy::target::{RollStrategy, Target};
+use crate::deploy::verify::{self, VerifyRequest};
 use crate::report::Reporter;
-use crate::roll::{self, RollOutcome, RollRequest};
-use crate::verify::{self, VerifyRequest};
 
 /// The other service: its own family, image and name, two tasks.
 const OTHER_SERVICE: &str = "zenn-clone-worker-service";
@@ -512,7 +512,7 @@ fn both_strategies_roll_only_our_service_when_another_shares_the_cluster() {
 
         // The new task's public IP, as the deploy finds it, is its loopback address and serves.
         let eni = new.eni_id.as_deref().expect("the new task has a network interface");
-        let ip = sandbox.base.block(crate::ec2::public_ip(&sandbox.aws, eni)).unwrap();
+        let ip = sandbox.base.block(crate::aws::ec2::public_ip(&sandbox.aws, eni)).unwrap();
         let ip = ip.unwrap_or_else(|| panic!("{what}: no public IP for {eni}"));
         assert_eq!(Some(&ip), sandbox.task(&new.arn).public_ip.as_ref(), "{what}");
         assert!(ip.parse::<IpAddr>().is_ok_and(|a| a.is_loopback()), "{what}: {ip}");

@@ -24,7 +24,7 @@ pub struct Layout {
 impl Layout {
     /// The sandbox of this checkout: `target/sandbox`.
     pub fn standard() -> Layout {
-        let dir = crate::target_dir().join("sandbox");
+        let dir = crate::project::target_dir().join("sandbox");
         Layout { venv: dir.join("venv"), dir }
     }
 
@@ -198,8 +198,9 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> Layout {
-        let dir =
-            crate::target_dir().join("test-tmp").join(format!("{name}-{}", std::process::id()));
+        let dir = crate::project::target_dir()
+            .join("test-tmp")
+            .join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         Layout { venv: dir.join("venv"), dir }
     }

@@ -386,8 +386,9 @@ mod tests {
 
     #[test]
     fn an_address_is_given_once_skipping_live_and_listened_ones_and_survives_a_restart() {
-        let dir =
-            crate::target_dir().join("test-tmp").join(format!("addresses-{}", std::process::id()));
+        let dir = crate::project::target_dir()
+            .join("test-tmp")
+            .join(format!("addresses-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("addresses.json");

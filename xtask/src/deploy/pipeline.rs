@@ -5,25 +5,23 @@
 //! [`Target`]: whether it points at AWS or at the sandbox is decided before it runs.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 use tokio::runtime::Runtime;
 use xshell::Shell;
 
+use crate::aws::ec2;
+use crate::aws::ecs::{Ecs, EcsApi, TaskDefinitionSnapshot};
 use crate::aws::Aws;
-use crate::config::{
-    parse_duration, DeployFile, RollStrategy, SandboxEndpoints, Target, TargetFlags,
-};
-use crate::ecs::{Ecs, EcsApi, TaskDefinitionSnapshot};
+use crate::deploy::push::{self, PushedImage};
+use crate::deploy::roll::{self, RollOutcome, RollRequest};
+use crate::deploy::target::{RollStrategy, Target};
+use crate::deploy::verify::{self, VerifyOutcome, VerifyRequest, PUBLIC_IP};
 use crate::entrypoint::{self, Mode};
 use crate::failure::Failure;
-use crate::push::{self, PushedImage};
 use crate::report::{human_duration, Reporter};
-use crate::roll::{self, RollOutcome, RollRequest};
-use crate::verify::{self, VerifyOutcome, VerifyRequest, PUBLIC_IP};
-use crate::{ec2, rspec};
+use crate::rspec;
 
 /// Which of the two deploy commands runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +33,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn command(self) -> &'static str {
+    pub fn command(self) -> &'static str {
         match self {
             Kind::First => "first-deploy",
             Kind::Later => "deploy",
@@ -51,85 +49,16 @@ impl Kind {
     }
 }
 
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub target: TargetFlags,
-    /// How to roll the service onto the new images [default: deploy.toml's `strategy`]
-    #[arg(long, value_enum)]
-    pub strategy: Option<RollStrategy>,
-    /// Do not run the RSpec suite first
-    #[arg(long)]
-    pub skip_tests: bool,
-    /// Let `docker build` use its layer cache (the default, --no-cache, makes sure code
-    /// changes reach the image)
-    #[arg(long)]
-    pub cache: bool,
-    /// Print every step and command with its arguments; change nothing
-    #[arg(long)]
-    pub dry_run: bool,
-    /// The JSON `message` the health check must answer [default: deploy.toml's
-    /// `verify.expect_message`, else any]
-    #[arg(long, value_name = "TEXT")]
-    pub expect_message: Option<String>,
-    /// How long the roll may take before it fails [default: deploy.toml's `timeouts.roll`]
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
-    pub timeout: Option<Duration>,
-    /// first-deploy only: go on although the service already runs tasks (its database is then
-    /// most likely seeded, and a second db:seed makes the new task exit)
-    #[arg(long)]
-    pub force: bool,
-}
-
-fn duration_arg(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.to_string())
-}
-
-impl Args {
-    pub fn run(
-        self,
-        sh: &Shell,
-        report: &Reporter,
-        kind: Kind,
-        sandbox: Option<SandboxEndpoints>,
-    ) -> Result<()> {
-        if self.force && kind == Kind::Later {
-            return Err(anyhow!("--force applies to first-deploy only").context(Failure::Input));
-        }
-        let file = DeployFile::load(&crate::project_root())?;
-        let mut target =
-            file.resolve(&self.target, &|k| std::env::var(k).ok(), sandbox.as_ref())?;
-        if let Some(strategy) = self.strategy {
-            target.strategy = strategy;
-        }
-        if let Some(timeout) = self.timeout {
-            target.roll_timeout = timeout;
-        }
-        if self.expect_message.is_some() {
-            target.verify.expect_message = self.expect_message.clone();
-        }
-        let opts = push::Options { cache: self.cache, ..push::Options::new(kind == Kind::First) };
-        if self.dry_run {
-            for line in plan(sh, kind, &target, &opts, self.skip_tests) {
-                report.info(line);
-            }
-            report.info("dry run: nothing was changed");
-            return Ok(());
-        }
-        Deploy { sh, report, kind, target: &target }.run(opts, self.skip_tests, self.force)
-    }
-}
-
 /// One deploy in progress.
-struct Deploy<'a> {
-    sh: &'a Shell,
-    report: &'a Reporter,
-    kind: Kind,
-    target: &'a Target,
+pub struct Deploy<'a> {
+    pub sh: &'a Shell,
+    pub report: &'a Reporter,
+    pub kind: Kind,
+    pub target: &'a Target,
 }
 
 impl Deploy<'_> {
-    fn run(&self, opts: push::Options, skip_tests: bool, force: bool) -> Result<()> {
+    pub fn run(&self, opts: push::Options, skip_tests: bool, force: bool) -> Result<()> {
         let Deploy { sh, report, kind, target } = *self;
         report.info(format!(
             "{} to `{}`: service {} in cluster {} ({}{}), strategy {}",
@@ -152,7 +81,7 @@ impl Deploy<'_> {
 
         let (ready, definition) = {
             let phase = report.phase("preflight");
-            let entrypoint_path = crate::project_root().join(&target.entrypoint.file);
+            let entrypoint_path = crate::project::root().join(&target.entrypoint.file);
             entrypoint::status_file(&entrypoint_path, &target.entrypoint.first_deploy_only)?;
             let ready = push::preflight(sh, report, &rt, &aws, target, opts)?;
             let service = check_service(&rt, &ecs, target, report)?;
@@ -273,7 +202,7 @@ impl Deploy<'_> {
 
     /// Puts the entrypoint in `mode` and shows the change.
     fn set_entrypoint(&self, mode: Mode) -> Result<()> {
-        let path = crate::project_root().join(&self.target.entrypoint.file);
+        let path = crate::project::root().join(&self.target.entrypoint.file);
         let applied =
             entrypoint::apply_file(&path, mode, &self.target.entrypoint.first_deploy_only)?;
         let label = self.target.entrypoint.file.display();
@@ -506,7 +435,7 @@ fn public_ip(
 }
 
 /// What `--dry-run` prints: every step and command, in order.
-fn plan(
+pub fn plan(
     sh: &Shell,
     kind: Kind,
     target: &Target,
@@ -606,10 +535,10 @@ fn roll_and_verify_plan(target: &Target) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TargetFlags;
+    use crate::deploy::target::{DeployFile, TargetFlags};
 
     fn target(strategy: RollStrategy) -> Target {
-        let root = crate::project_root();
+        let root = crate::project::root();
         let file = DeployFile::load(&root).unwrap();
         let mut target = file.resolve(&TargetFlags::default(), &|_| None, None).unwrap();
         target.strategy = strategy;
@@ -618,7 +547,7 @@ mod tests {
 
     #[test]
     fn log_commands_name_the_new_task_stream_per_container() {
-        use crate::ecs::ContainerDefinitionSnapshot;
+        use crate::aws::ecs::ContainerDefinitionSnapshot;
         let container = |name: &str, logs: bool| ContainerDefinitionSnapshot {
             name: name.to_string(),
             image: None,
@@ -652,7 +581,7 @@ mod tests {
     #[test]
     fn dry_run_plan_lists_every_step_in_order() {
         let sh = Shell::new().unwrap();
-        sh.change_dir(crate::project_root());
+        sh.change_dir(crate::project::root());
         let t = target(RollStrategy::ForceNewDeployment);
         let lines = plan(&sh, Kind::First, &t, &push::Options::new(true), false);
         let text = lines.join("\n");
@@ -679,7 +608,7 @@ mod tests {
     #[test]
     fn later_deploy_plan_keeps_later_mode_and_warns_of_no_repository_creation() {
         let sh = Shell::new().unwrap();
-        sh.change_dir(crate::project_root());
+        sh.change_dir(crate::project::root());
         let t = target(RollStrategy::StopTasks);
         let text = plan(&sh, Kind::Later, &t, &push::Options::new(false), true).join("\n");
         assert!(text.contains("set rails/entrypoint.prod.sh to later mode"), "{text}");

@@ -6,7 +6,7 @@ use aws_sdk_ecs::primitives::DateTime;
 use aws_sdk_ecs::types::{self as sdk, DeploymentRolloutState, HealthStatus as H, TaskStopCode};
 
 use super::*;
-use crate::ecs::{
+use crate::aws::ecs::{
     service_snapshot, task_definition_snapshot, task_snapshot, TaskPage, DESCRIBE_TASKS_BATCH,
 };
 
@@ -1133,7 +1133,7 @@ async fn figures_completion_latency_and_api_calls_of_a_clean_roll() {
 
 #[test]
 fn sandbox_log_hint_names_the_sandbox_logs_command() {
-    let stopped = crate::ecs::task_snapshot(&task("new1", NEW_DEP, "STOPPED", vec![]));
+    let stopped = crate::aws::ecs::task_snapshot(&task("new1", NEW_DEP, "STOPPED", vec![]));
     let td = TaskDefinitionSnapshot { arn: "td".to_string(), containers: vec![] };
     assert_eq!(
         log_hint(&stopped, &td, LogSource::Sandbox),

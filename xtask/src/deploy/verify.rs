@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
 
-use crate::config::VerifyConfig;
+use crate::deploy::target::VerifyConfig;
 use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
 

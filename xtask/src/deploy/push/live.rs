@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::config::{DeployFile, SandboxEndpoints, TargetFlags};
+use crate::deploy::target::{DeployFile, SandboxEndpoints, TargetFlags};
 
 /// Live tests share the Docker engine's images: they run one at a time, and each removes
 /// every image the test Dockerfiles made (label `xtask-test=push`) when it ends.
@@ -57,7 +57,7 @@ fn wait_for_http(url: &str, status: u16, limit: Duration) {
 impl Services {
     fn start(name: &str) -> Services {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = crate::target_dir().join("xtask-live").join(name);
+        let dir = crate::project::target_dir().join("xtask-live").join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let log = |file: &str| std::fs::File::create(dir.join(file)).unwrap();
@@ -269,7 +269,7 @@ struct Run {
 impl Run {
     fn new(target: &Target) -> Run {
         let sh = Shell::new().unwrap();
-        sh.change_dir(crate::project_root());
+        sh.change_dir(crate::project::root());
         let rt = crate::aws::runtime().unwrap();
         let aws = rt.block_on(Aws::connect(target));
         Run { sh, report: Reporter::plain(), rt, aws }
@@ -525,7 +525,7 @@ fn bench_chapter_script_against_xtask() {
     let contexts = services.dir.join("contexts");
     for (name, source) in [("rails", RAILS), ("nginx", NGINX)] {
         std::fs::create_dir_all(contexts.join(name)).unwrap();
-        let root = crate::project_root();
+        let root = crate::project::root();
         std::fs::copy(root.join(source).join("Dockerfile"), contexts.join(name).join("Dockerfile"))
             .unwrap();
     }
@@ -564,9 +564,9 @@ fn bench_chapter_script_against_xtask() {
         fresh_payload();
         let started = Instant::now();
         let status = Command::new("bash")
-            .arg(crate::project_root().join("xtask/bench/chapter_push.sh"))
+            .arg(crate::project::root().join("xtask/bench/chapter_push.sh"))
             .arg(&services.registry_addr)
-            .current_dir(crate::project_root())
+            .current_dir(crate::project::root())
             .envs([
                 ("AWS_ENDPOINT_URL", services.moto_url.as_str()),
                 ("AWS_ACCESS_KEY_ID", "sandbox"),

@@ -16,11 +16,11 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::config::{RollStrategy, Target};
-use crate::ecs::{
+use crate::aws::ecs::{
     describe_all_tasks, list_all_tasks, Counting, DeploymentSnapshot, DesiredStatus, EcsApi,
     Health, ServiceEvent, ServiceSnapshot, TaskDefinitionSnapshot, TaskSnapshot,
 };
+use crate::deploy::target::{RollStrategy, Target};
 use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
 

@@ -13,10 +13,10 @@ use serde_json::json;
 use tokio::runtime::Runtime;
 use xshell::{cmd, Shell};
 
+use crate::aws::ecr::{self, Repository, TaggedImage};
 use crate::aws::Aws;
-use crate::config::{Image, Target};
+use crate::deploy::target::{Image, Target};
 use crate::docker::{self, BuildSpec, Docker, DockerConfigDir, Job, JobOutput, JobStatus, Step};
-use crate::ecr::{self, Repository, TaggedImage};
 use crate::failure::Failure;
 use crate::report::Reporter;
 
@@ -288,7 +288,7 @@ pub fn build_and_push(
         .context("cannot get a registry password from ECR")
         .context(Failure::Push)?;
     let login_registry = registry.clone().unwrap_or(auth.registry);
-    let config = DockerConfigDir::create(&crate::target_dir().join("xtask"))
+    let config = DockerConfigDir::create(&crate::project::target_dir().join("xtask"))
         .context("cannot make a private docker config directory for the ECR login")
         .context(Failure::Push)?;
     let login = opts.docker.login(&login_registry, &auth.username, auth.password, config.path());
@@ -301,7 +301,7 @@ pub fn build_and_push(
 
     let build_started = SystemTime::now();
     let phase = report.phase("build");
-    let work = crate::target_dir().join("xtask");
+    let work = crate::project::target_dir().join("xtask");
     let mut jobs = Vec::new();
     for (image, _, _, cache_from) in &targets {
         let spec = build_spec(&work, image, opts.cache, cache_from.as_deref());
@@ -602,7 +602,7 @@ pub fn plan(sh: &Shell, target: &Target, opts: &Options) -> Vec<String> {
             .is_ok_and(|s| !s.trim().is_empty())
     };
     let git_tag = sha.map(|sha| git_tag_name(&sha, dirty));
-    plan_lines(target, opts, git_tag.as_deref(), &crate::target_dir().join("xtask"))
+    plan_lines(target, opts, git_tag.as_deref(), &crate::project::target_dir().join("xtask"))
 }
 
 fn plan_lines(
@@ -677,7 +677,7 @@ mod live;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DeployFile, SandboxEndpoints, TargetFlags};
+    use crate::deploy::target::{DeployFile, SandboxEndpoints, TargetFlags};
 
     fn sandbox_target() -> Target {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();

@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 use xshell::{cmd, Shell};
 
-use crate::config::{DeployFile, Target, TargetFlags};
+use crate::deploy::target::{DeployFile, Target, TargetFlags};
 use crate::failure::Failure;
 use crate::report::Reporter;
 use crate::sandbox::{self, admin::Admin, database, Layout};
@@ -116,8 +116,8 @@ impl<'a> Rehearsal<'a> {
     /// Copies the repository's tracked files (as they are in the work tree) into a fresh
     /// git repository under `target/rehearsal/repo`.
     fn prepare(sh: &'a Shell, report: &'a Reporter) -> Result<Rehearsal<'a>> {
-        let root = crate::project_root();
-        let scratch = crate::target_dir().join("rehearsal").join("repo");
+        let root = crate::project::root();
+        let scratch = crate::project::target_dir().join("rehearsal").join("repo");
         if scratch.exists() {
             fs::remove_dir_all(&scratch).with_context(|| {
                 format!("cannot remove the old scratch copy {}", scratch.display())
@@ -142,7 +142,7 @@ impl<'a> Rehearsal<'a> {
                 .with_context(|| format!("cannot copy {file} to the scratch copy"))?;
             copied += 1;
         }
-        let rehearsal = Rehearsal { sh, report, scratch, exe: crate::xtask_binary()? };
+        let rehearsal = Rehearsal { sh, report, scratch, exe: crate::project::xtask_binary()? };
         rehearsal.git(&["init", "-q", "-b", "main"])?;
         rehearsal.commit("the repository as it is")?;
         report.info(format!("scratch copy: {} ({copied} files)", rehearsal.scratch.display()));
@@ -338,7 +338,7 @@ impl<'a> Rehearsal<'a> {
         let output = duct::cmd(&self.exe, &argv)
             .dir(&self.scratch)
             .env("CARGO_MANIFEST_DIR", self.scratch.join("xtask"))
-            .env("CARGO_TARGET_DIR", crate::target_dir())
+            .env("CARGO_TARGET_DIR", crate::project::target_dir())
             .stdout_capture()
             .unchecked()
             .run()
@@ -426,8 +426,8 @@ impl<'a> Rehearsal<'a> {
             .find(|t| t.task_id == task_id)
             .ok_or_else(|| anyhow!("the sandbox has no task {task_id}"))?;
         let rt = crate::aws::runtime()?;
-        let ecs = crate::ecs::Ecs::new(rt.block_on(crate::aws::Aws::connect(&target)).ecs);
-        rt.block_on(crate::ecs::EcsApi::stop_task(
+        let ecs = crate::aws::ecs::Ecs::new(rt.block_on(crate::aws::Aws::connect(&target)).ecs);
+        rt.block_on(crate::aws::ecs::EcsApi::stop_task(
             &ecs,
             &target.cluster,
             &old.task_arn,
@@ -479,7 +479,7 @@ impl<'a> Rehearsal<'a> {
         let endpoints =
             sandbox::running_endpoints().ok_or_else(|| anyhow!("the sandbox is not running"))?;
         let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
-        let target = DeployFile::load(&crate::project_root())?.resolve(
+        let target = DeployFile::load(&crate::project::root())?.resolve(
             &flags,
             &|_| None,
             Some(&endpoints),

@@ -3,11 +3,12 @@
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::commands::rehearse;
 use crate::failure::Failure;
 use crate::report::Reporter;
+use crate::rspec;
 use crate::sandbox::images;
 use crate::setup::{self, Need};
-use crate::{rehearsal, rspec};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -55,7 +56,7 @@ impl Args {
         }
         {
             let phase = report.phase("rehearsal");
-            rehearsal::Args { keep: false }.run(sh, report)?;
+            rehearse::Args { keep: false }.run(sh, report)?;
             phase.finish();
         }
         report.info("ci passed");

@@ -6,12 +6,16 @@
 
 use std::time::{Duration, SystemTime};
 
+pub mod ec2;
+pub mod ecr;
+pub mod ecs;
+
 use anyhow::{anyhow, Context, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
-use crate::config::Target;
+use crate::deploy::target::Target;
 use crate::failure::Failure;
 
 /// Clients for one target, built once and shared (cloning a client is cheap).

@@ -1,0 +1,115 @@
+//! `cargo xtask sandbox up|down|status|reset|logs`: AWS on one machine, for the same deploy code.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+use xshell::Shell;
+
+use crate::report::Reporter;
+use crate::sandbox::{self, Layout, UpOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: SandboxCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SandboxCommand {
+    /// Start moto, the registry and the sandbox process; create the AWS resources (idempotent)
+    Up(UpArgs),
+    /// Stop everything the sandbox started and remove its containers
+    Down,
+    /// Show each component, its address and health (exit code 10 unless all are healthy)
+    Status,
+    /// Clear the AWS state (moto, registry, task containers, database) and create the resources again
+    Reset(UpArgs),
+    /// Show the logs of a task's containers (default: the task that logged last)
+    Logs(LogsArgs),
+    /// The sandbox's long-running process (started by `up`)
+    #[command(hide = true)]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Leave the ECR repositories out (so `first-deploy` shows it creates them)
+    #[arg(long)]
+    no_repositories: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct LogsArgs {
+    /// The task's id, or the start of it
+    task: Option<String>,
+    /// Only this container's log (`rails`, `nginx`), as `--log-stream-names ecs/<container>/<task>`
+    #[arg(long, short, value_name = "NAME")]
+    container: Option<String>,
+    /// Keep printing what the containers log (until Ctrl-C)
+    #[arg(long, short)]
+    follow: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The sandbox directory (marks the process as this sandbox's)
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    port: u16,
+    #[arg(long)]
+    moto_port: u16,
+    #[arg(long)]
+    registry_port: u16,
+}
+
+impl Args {
+    pub fn run(self, sh: &Shell, report: &Reporter) -> Result<()> {
+        let layout = Layout::standard();
+        match self.command {
+            SandboxCommand::Up(args) => {
+                sandbox::ensure_up(sh, report, UpOptions { repositories: !args.no_repositories })
+                    .map(drop)
+            }
+            SandboxCommand::Down => sandbox::down(sh, report, &layout),
+            SandboxCommand::Status => sandbox::status(report, &layout),
+            SandboxCommand::Reset(args) => sandbox::reset(
+                sh,
+                report,
+                &layout,
+                UpOptions { repositories: !args.no_repositories },
+            ),
+            SandboxCommand::Logs(args) => logs(&layout, args),
+            SandboxCommand::Serve(args) => sandbox::serve_process(sandbox::ServeArgs {
+                dir: args.dir,
+                port: args.port,
+                moto_port: args.moto_port,
+                registry_port: args.registry_port,
+            }),
+        }
+    }
+}
+
+/// `cargo xtask sandbox logs [TASK] [--follow]`.
+fn logs(layout: &Layout, args: LogsArgs) -> Result<()> {
+    let dir = layout.task_logs();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let container = args.container.as_deref();
+    let shown = sandbox::fargate::logs::logs(&dir, args.task.as_deref(), container, &mut out)
+        .and_then(|task| match args.follow {
+            true => sandbox::fargate::logs::tail(&dir, &task, container, &mut out, &|| true),
+            false => Ok(()),
+        });
+    match shown {
+        // The reader went away (`… | head`): nothing more to show.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+                == Some(std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
