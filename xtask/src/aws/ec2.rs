@@ -4,6 +4,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::aws::{Aws, SignedRequest};
+use xml::Element as _;
 
 /// The EC2 API version the Query calls speak.
 const VERSION: &str = "2016-11-15";
@@ -86,29 +87,21 @@ pub async fn query(aws: &Aws, params: &[(&str, &str)]) -> Result<String> {
     Ok(text)
 }
 
+/// The Query API's `application/x-www-form-urlencoded` body, encoded as botocore sends it.
 fn form_encode(params: &[(&str, &str)]) -> String {
-    params.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
-}
-
-/// Percent-encoding as SigV4 and the Query API expect (RFC 3986 unreserved kept).
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish()
 }
 
 /// The interface `eni_id` in a DescribeNetworkInterfaces response; `None` when it is absent.
 pub fn parse_network_interface(xml: &str, eni_id: &str) -> Result<Option<NetworkInterface>> {
-    let root =
+    let document =
         xml::parse(xml).context("EC2 answered DescribeNetworkInterfaces with malformed XML")?;
-    if root.name != "DescribeNetworkInterfacesResponse" {
-        bail!("EC2 answered `{}` where DescribeNetworkInterfacesResponse was expected", root.name);
+    let root = document.root_element();
+    if root.tag_name().name() != "DescribeNetworkInterfacesResponse" {
+        bail!(
+            "EC2 answered `{}` where DescribeNetworkInterfacesResponse was expected",
+            root.tag_name().name()
+        );
     }
     let Some(set) = root.child("networkInterfaceSet") else {
         return Ok(None);
@@ -130,101 +123,46 @@ pub fn parse_network_interface(xml: &str, eni_id: &str) -> Result<Option<Network
 
 /// The first error of an EC2 error response (`<Response><Errors><Error>`).
 pub fn parse_error(xml: &str) -> Option<Ec2Error> {
-    let root = xml::parse(xml).ok()?;
-    let error = root.child("Errors")?.child("Error")?;
+    let document = xml::parse(xml).ok()?;
+    let error = document.root_element().child("Errors")?.child("Error")?;
     Some(Ec2Error {
         code: error.text_of("Code")?,
         message: error.text_of("Message").unwrap_or_default(),
     })
 }
 
-/// Just enough XML for EC2's responses: elements, text, entities; attributes, comments and
-/// declarations are skipped.
+/// EC2's responses as roxmltree documents, walked by the local names of their elements.
 pub mod xml {
-    use anyhow::{bail, Result};
+    use anyhow::Result;
+    pub use roxmltree::{Document, Node};
 
-    #[derive(Debug, Default, PartialEq)]
-    pub struct Element {
-        pub name: String,
-        pub text: String,
-        pub children: Vec<Element>,
+    pub fn parse(text: &str) -> Result<Document<'_>> {
+        Ok(Document::parse(text)?)
     }
 
-    impl Element {
-        pub fn child(&self, name: &str) -> Option<&Element> {
-            self.children.iter().find(|c| c.name == name)
-        }
-
-        pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
-            self.children.iter().filter(move |c| c.name == name)
-        }
-
+    pub trait Element<'a, 'input: 'a> {
+        /// The first child element `name`.
+        fn child(&self, name: &str) -> Option<Node<'a, 'input>>;
+        fn children_named(&self, name: &str) -> impl Iterator<Item = Node<'a, 'input>>;
         /// The trimmed text of the direct child `name`, when it has any.
-        pub fn text_of(&self, name: &str) -> Option<String> {
-            self.child(name).map(|c| c.text.trim().to_string()).filter(|t| !t.is_empty())
-        }
+        fn text_of(&self, name: &str) -> Option<String>;
     }
 
-    pub fn parse(text: &str) -> Result<Element> {
-        let mut stack: Vec<Element> = Vec::new();
-        let mut root = None;
-        let mut rest = text;
-        while let Some(open) = rest.find('<') {
-            if let Some(top) = stack.last_mut() {
-                top.text.push_str(&unescape(&rest[..open]));
-            }
-            rest = &rest[open..];
-            if let Some(after) = rest.strip_prefix("<!--") {
-                let end =
-                    after.find("-->").ok_or_else(|| anyhow::anyhow!("unterminated comment"))?;
-                rest = &after[end + 3..];
-                continue;
-            }
-            let end = rest.find('>').ok_or_else(|| anyhow::anyhow!("unterminated tag"))?;
-            let tag = &rest[1..end];
-            rest = &rest[end + 1..];
-            if tag.starts_with('?') || tag.starts_with('!') {
-                continue;
-            }
-            if let Some(name) = tag.strip_prefix('/') {
-                let Some(element) = stack.pop() else { bail!("unexpected closing tag </{name}>") };
-                if element.name != name.trim() {
-                    bail!("<{}> closed by </{}>", element.name, name.trim());
-                }
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(element),
-                    None => root = Some(element),
-                }
-                continue;
-            }
-            let self_closing = tag.ends_with('/');
-            let name =
-                tag.trim_end_matches('/').split_whitespace().next().unwrap_or("").to_string();
-            if name.is_empty() {
-                bail!("empty tag name");
-            }
-            let element = Element { name, ..Element::default() };
-            if self_closing {
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(element),
-                    None => root = Some(element),
-                }
-            } else {
-                stack.push(element);
-            }
+    impl<'a, 'input: 'a> Element<'a, 'input> for Node<'a, 'input> {
+        fn child(&self, name: &str) -> Option<Node<'a, 'input>> {
+            self.children_named(name).next()
         }
-        if let Some(open) = stack.last() {
-            bail!("<{}> is never closed", open.name);
-        }
-        root.ok_or_else(|| anyhow::anyhow!("no element"))
-    }
 
-    fn unescape(text: &str) -> String {
-        text.replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&")
+        fn children_named(&self, name: &str) -> impl Iterator<Item = Node<'a, 'input>> {
+            self.children().filter(move |c| c.is_element() && c.tag_name().name() == name)
+        }
+
+        fn text_of(&self, name: &str) -> Option<String> {
+            self.child(name)
+                .and_then(|c| c.text())
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+        }
     }
 }
 
@@ -344,10 +282,10 @@ mod tests {
     }
 
     #[test]
-    fn query_parameters_are_percent_encoded() {
+    fn query_parameters_are_form_encoded() {
         assert_eq!(
             form_encode(&[("Action", "CreateTags"), ("Tag.1.Value", "zenn sandbox/1")]),
-            "Action=CreateTags&Tag.1.Value=zenn%20sandbox%2F1"
+            "Action=CreateTags&Tag.1.Value=zenn+sandbox%2F1"
         );
     }
 }

@@ -11,7 +11,7 @@ use aws_sdk_ecs::types::{
 };
 use serde_json::Value;
 
-use crate::aws::ec2::{self, xml};
+use crate::aws::ec2::{self, xml, xml::Element as _};
 use crate::aws::{Aws, SignedRequest};
 use crate::deploy::target::Target;
 use crate::failure::Failure;
@@ -252,6 +252,7 @@ async fn ensure_network(aws: &Aws, region: &str, created: &mut Vec<String>) -> R
             )
             .await?;
             let id = xml::parse(&answer)?
+                .root_element()
                 .text_of("groupId")
                 .context("CreateSecurityGroup answered no groupId")?;
             ec2_call(
@@ -285,20 +286,21 @@ async fn ec2_call(aws: &Aws, action: &str, params: &[(&str, &str)]) -> Result<St
 
 /// The id in the first `item` of a Describe* response's `set`.
 fn first_id(answer: &str, set: &str, id: &str) -> Option<String> {
-    let root = xml::parse(answer).ok()?;
-    let id = root.child(set)?.children_named("item").next()?.text_of(id);
+    let document = xml::parse(answer).ok()?;
+    let id = document.root_element().child(set)?.child("item")?.text_of(id);
     id
 }
 
 fn text_at(answer: &str, path: &[&str]) -> Result<String> {
-    let root = xml::parse(answer)?;
-    let mut element = &root;
+    let document = xml::parse(answer)?;
+    let root = document.root_element();
+    let mut element = root;
     for name in path {
-        element = element
-            .child(name)
-            .with_context(|| format!("EC2 answered no `{}` in {}", path.join("."), root.name))?;
+        element = element.child(name).with_context(|| {
+            format!("EC2 answered no `{}` in {}", path.join("."), root.tag_name().name())
+        })?;
     }
-    Ok(element.text.trim().to_string())
+    Ok(element.text().unwrap_or_default().trim().to_string())
 }
 
 /// RegisterTaskDefinition with the file's JSON as the input, unchanged: ECS's JSON protocol
