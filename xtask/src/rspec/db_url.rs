@@ -9,6 +9,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use url::{Host, ParseError, Url};
 
 /// libmariadb's socket when the host is `localhost` and no socket is given.
 const DEFAULT_SOCKET: &str = "/run/mysqld/mysqld.sock";
@@ -38,20 +40,33 @@ pub struct DbUrl {
     pub redacted: String,
 }
 
-pub fn parse(url: &str) -> Result<DbUrl> {
+pub fn parse(text: &str) -> Result<DbUrl> {
     let (scheme, rest) =
-        url.split_once("://").ok_or_else(|| anyhow!("not a URL (expected mysql2://...)"))?;
+        text.split_once("://").ok_or_else(|| anyhow!("not a URL (expected mysql2://...)"))?;
     if !matches!(scheme, "mysql2" | "mysql" | "trilogy") {
         bail!("scheme `{scheme}` is not MySQL's: expected mysql2://");
     }
-    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((userinfo, hostport)) => (Some(userinfo), hostport),
-        None => (None, authority),
+    let url = Url::parse(text).map_err(|e| match e {
+        ParseError::InvalidPort => {
+            // The url crate's error names no text: the port is what follows the host's last `:`.
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let port = host_port.rsplit_once(':').map_or("", |(_, p)| p);
+            anyhow!("port `{port}` is not a number")
+        }
+        ParseError::InvalidIpv6Address => {
+            anyhow!("unclosed `[` in the host, or no IPv6 address within `[...]`")
+        }
+        e => anyhow!("{e}"),
+    })?;
+    let host = match url.host() {
+        Some(Host::Ipv6(address)) => address.to_string(),
+        Some(host) => host.to_string(),
+        None => String::new(),
     };
-    let (host, port) = split_host_port(hostport)?;
-    let socket = query
+    let socket = url
+        .query()
+        .unwrap_or_default()
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .find(|(key, _)| *key == "socket")
@@ -61,75 +76,34 @@ pub fn parse(url: &str) -> Result<DbUrl> {
     let endpoint = match socket {
         Some(path) => Endpoint::Socket(path),
         None if host.is_empty() || host == "localhost" => Endpoint::Socket(DEFAULT_SOCKET.into()),
-        None => Endpoint::Tcp { host, port: port.unwrap_or(3306) },
+        None => Endpoint::Tcp { host, port: url.port().unwrap_or(3306) },
     };
-    let redacted = match userinfo.and_then(|u| u.split_once(':')) {
-        Some((user, _)) => {
-            url.replacen(&format!("{}@", userinfo.unwrap_or_default()), &format!("{user}:***@"), 1)
-        }
-        None => url.to_string(),
-    };
-    let database = Some(percent_decode(path)).filter(|d| !d.is_empty());
-    Ok(DbUrl { endpoint, database, redacted })
-}
-
-fn split_host_port(hostport: &str) -> Result<(String, Option<u16>)> {
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (host, after) =
-            v6.split_once(']').ok_or_else(|| anyhow!("unclosed `[` in the host"))?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (hostport, None),
-        }
-    };
-    let port = match port {
-        Some(p) => Some(p.parse().map_err(|_| anyhow!("port `{p}` is not a number"))?),
-        None => None,
-    };
-    Ok((host.to_string(), port))
+    let mut redacted = url.clone();
+    if url.password().is_some() {
+        redacted
+            .set_password(Some("***"))
+            .map_err(|()| anyhow!("cannot hide the password in the URL: check its form"))?;
+    }
+    let database =
+        Some(percent_decode(url.path().trim_start_matches('/'))).filter(|d| !d.is_empty());
+    Ok(DbUrl { endpoint, database, redacted: redacted.into() })
 }
 
 /// The URL of `database` on the server listening on `socket`, as `TEST_DATABASE_URL`.
 pub fn socket_url(socket: &Path, database: &str) -> String {
     format!(
         "mysql2://root@localhost/{database}?socket={}",
-        percent_encode(&socket.to_string_lossy())
+        utf8_percent_encode(&socket.to_string_lossy(), SOCKET_PATH)
     )
 }
 
-/// Percent-encodes all but unreserved characters and `/`, so the URL survives YAML and URI parsing.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// All but unreserved characters and `/` are encoded, so the URL survives YAML and URI parsing.
+const SOCKET_PATH: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 
+/// `%XX` decoded, `+` kept: the socket is a path, not a form field.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
 /// Waits at most `timeout` for the server's first packet: a MySQL handshake means it answers.
@@ -243,7 +217,10 @@ mod tests {
     fn bad_urls_are_rejected() {
         assert!(parse("postgres://x@y/z").is_err());
         assert!(parse("db.example.com:3306").is_err());
-        assert!(parse("mysql2://x@y:port/z").is_err());
+        let error = |url| parse(url).unwrap_err().to_string();
+        assert_eq!(error("mysql2://x@y:port/z"), "port `port` is not a number");
+        assert_eq!(error("mysql2://x:p@y:99999/z?socket=a"), "port `99999` is not a number");
+        assert!(error("mysql2://x@[::1/z").starts_with("unclosed `[` in the host"));
     }
 
     #[test]
