@@ -502,33 +502,10 @@ fn merge_images(
     Some(out)
 }
 
-/// `500ms`, `90s`, `10m`, `1m30s`, `1h`.
+/// `500ms`, `90s`, `10m`, `1m30s`, `1h` (humantime's syntax: `1m 30s`, `2min` too).
 pub fn parse_duration(text: &str) -> Result<Duration> {
-    let bad = || anyhow!("`{text}` is not a duration: write it like `90s`, `10m` or `1m30s`");
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            _ => return Err(bad()),
-        };
-        total += unit;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
+    humantime::parse_duration(text)
+        .map_err(|_| anyhow!("`{text}` is not a duration: write it like `90s`, `10m` or `1m30s`"))
 }
 
 mod secs {
@@ -745,9 +722,15 @@ build_args = { RUBY_IMAGE = "ruby:3.1.2-slim" }
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         for bad in ["", "10", "m", "1x", "s10"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_duration("10").unwrap_err().to_string(),
+            "`10` is not a duration: write it like `90s`, `10m` or `1m30s`"
+        );
     }
 
     #[test]
