@@ -14,6 +14,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use similar::TextDiff;
 
 /// Which deploy the entrypoint is set up for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -230,54 +231,17 @@ fn check_blocks(lines: &[Line<'_>], edited: &[Option<String>]) -> Result<(), Ref
     Ok(())
 }
 
-/// A unified-style diff of two texts with the same number of lines (what [`apply`] makes),
-/// three lines of context; empty when they are equal.
+/// A unified diff of two texts, three lines of context; empty when they are equal.
 pub fn unified_diff(label: &str, before: &str, after: &str) -> String {
-    let old: Vec<&str> = split_lines(before).iter().map(|l| l.content).collect();
-    let new: Vec<&str> = split_lines(after).iter().map(|l| l.content).collect();
-    const CONTEXT: usize = 3;
-    let changed: Vec<usize> =
-        (0..old.len().max(new.len())).filter(|&i| old.get(i) != new.get(i)).collect();
-    if changed.is_empty() {
-        return String::new();
-    }
-    let mut out = format!("--- a/{label}\n+++ b/{label}\n");
-    let mut k = 0;
-    while k < changed.len() {
-        let mut end = k;
-        while end + 1 < changed.len() && changed[end + 1] - changed[end] <= 2 * CONTEXT {
-            end += 1;
-        }
-        let start = changed[k].saturating_sub(CONTEXT);
-        let stop = (changed[end] + CONTEXT + 1).min(old.len().max(new.len()));
-        let count = |lines: &[&str]| stop.min(lines.len()).saturating_sub(start);
-        out.push_str(&format!(
-            "@@ -{},{} +{},{} @@\n",
-            start + 1,
-            count(&old),
-            start + 1,
-            count(&new)
-        ));
-        let mut i = start;
-        while i < stop {
-            if old.get(i) == new.get(i) {
-                out.push_str(&format!(" {}\n", old[i]));
-                i += 1;
-                continue;
-            }
-            // A run of changed lines shows its removals, then its additions, as git does.
-            let run_end = (i..stop).find(|&j| old.get(j) == new.get(j)).unwrap_or(stop);
-            for line in old.iter().take(run_end).skip(i) {
-                out.push_str(&format!("-{line}\n"));
-            }
-            for line in new.iter().take(run_end).skip(i) {
-                out.push_str(&format!("+{line}\n"));
-            }
-            i = run_end;
-        }
-        k = end + 1;
-    }
-    out
+    // Compared and shown without `\r` or a missing final newline, as a terminal shows them.
+    let plain = |text: &str| -> String {
+        split_lines(text).iter().map(|l| format!("{}\n", l.content)).collect()
+    };
+    let (before, after) = (plain(before), plain(after));
+    TextDiff::from_lines(&before, &after)
+        .unified_diff()
+        .header(&format!("a/{label}"), &format!("b/{label}"))
+        .to_string()
 }
 
 /// One line: its text and its terminator (`\n`, `\r\n`, or empty on a last line without one).
