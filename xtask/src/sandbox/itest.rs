@@ -428,7 +428,8 @@ fn a_docker_push_shows_in_describe_images_with_its_digest() {
     let expires = data.expires_at().unwrap().secs();
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
     assert!(expires > now + 3600, "the token expires in the future");
-    let decoded = decode_base64(data.authorization_token().unwrap());
+    let decoded = aws_smithy_types::base64::decode(data.authorization_token().unwrap()).unwrap();
+    let decoded = String::from_utf8(decoded).unwrap();
     let password = decoded.strip_prefix("AWS:").expect("token is AWS:<password>").to_string();
     let docker_config = sandbox.layout.dir.join("docker-config");
     ensure_dir(&docker_config).unwrap();
@@ -513,22 +514,4 @@ fn wait_for_latest(
         assert!(Instant::now() < deadline, "ECR never showed {digest} as latest: {details:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn decode_base64(text: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for c in text.bytes().filter(|c| *c != b'=') {
-        let value = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
-        bits = bits << 6 | value;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
 }

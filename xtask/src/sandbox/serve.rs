@@ -5,10 +5,11 @@
 
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
 use aws_sdk_ecr::operation::put_image::PutImageError;
+use aws_smithy_types::date_time::{DateTime, Format};
 use serde::Deserialize;
 
 use crate::aws::Aws;
@@ -203,39 +204,20 @@ async fn answer(stream: TcpStream, mirror: &Mirror) -> Result<()> {
 
 /// A timestamped line in the process's log (its stdout goes to `logs/serve.log`).
 pub(super) fn log(line: &str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    println!("{} {line}", utc(now));
+    println!("{} {line}", utc(DateTime::from(SystemTime::now()).secs()));
 }
 
 /// Now as ISO 8601 with milliseconds (`2025-01-31T12:00:00.123Z`), as moto takes times.
 pub(super) fn iso_now() -> String {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let seconds = utc(now.as_secs());
-    format!("{}.{:03}Z", seconds.trim_end_matches('Z'), now.subsec_millis())
+    let now = DateTime::from(SystemTime::now());
+    // Always three digits (smithy trims trailing zeros), so that times sort as text.
+    let millis = now.subsec_nanos() / 1_000_000;
+    format!("{}.{millis:03}Z", utc(now.secs()).trim_end_matches('Z'))
 }
 
-/// `2025-01-31T12:00:00Z` from seconds since the epoch (Howard Hinnant's civil-from-days).
-fn utc(epoch: u64) -> String {
-    let (days, secs) = ((epoch / 86_400) as i64, epoch % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+/// `2025-01-31T12:00:00Z` from seconds since the epoch.
+fn utc(epoch: i64) -> String {
+    DateTime::from_secs(epoch).fmt(Format::DateTime).unwrap_or_else(|_| format!("@{epoch}"))
 }
 
 #[cfg(test)]

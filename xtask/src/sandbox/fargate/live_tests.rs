@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use aws_smithy_types::date_time::{DateTime, Format};
 use xshell::{cmd, Shell};
 
 use super::definition::TaskDefinition;
@@ -236,11 +237,10 @@ fn http_get(url: &str) -> String {
     agent.get(url).call().unwrap().body_mut().read_to_string().unwrap()
 }
 
-/// `StartedAt`-style time as (seconds part, nanoseconds): Go trims trailing zeros, so the text
-/// alone does not sort.
-fn instant(rfc3339: &str) -> (String, u32) {
-    let (secs, frac) = rfc3339.trim_end_matches('Z').split_once('.').unwrap_or((rfc3339, "0"));
-    (secs.to_string(), format!("{frac:0<9}")[..9].parse().unwrap())
+/// A `StartedAt`-style time (RFC 3339, up to nanoseconds): Go trims trailing zeros, so the
+/// text alone does not sort.
+fn instant(rfc3339: &str) -> DateTime {
+    DateTime::from_str(rfc3339, Format::DateTime).unwrap()
 }
 
 #[test]
