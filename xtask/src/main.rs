@@ -91,10 +91,7 @@ fn run(command: Command, report: &Reporter) -> anyhow::Result<()> {
         Command::Setup(args) => args.run(&sh, report),
         Command::Ci(args) => args.run(&sh, report),
         Command::Entrypoint(args) => args.run(&sh, report),
-        Command::Config(args) => {
-            let endpoints = if args.target.sandbox { sandbox::running_endpoints() } else { None };
-            args.run(report, endpoints)
-        }
+        Command::Config(args) => args.run(report),
         Command::Sandbox(args) => args.run(&sh, report),
         Command::FirstDeploy(args) => commands::deploy::run(&sh, report, args, Kind::First),
         Command::Deploy(args) => commands::deploy::run(&sh, report, args, Kind::Later),

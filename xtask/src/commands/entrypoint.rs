@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde_json::json;
 use xshell::Shell;
 
-use crate::deploy::target::{DeployFile, TargetFlags};
+use crate::deploy::target::{DeployFile, DeployFlags, TargetFlags};
 use crate::entrypoint::{self, Mode};
 use crate::report::Reporter;
 
@@ -54,7 +54,8 @@ impl FileArgs {
         let root = crate::project::root();
         let flags = TargetFlags { target: self.target, ..TargetFlags::default() };
         // The entrypoint settings depend on no AWS variable, so none may break this command.
-        let target = DeployFile::load(&root)?.resolve(&flags, &|_| None, None)?;
+        let target =
+            DeployFile::load(&root)?.resolve(&flags, &DeployFlags::default(), &|_| None, None)?;
         let path = self.file.unwrap_or_else(|| root.join(&target.entrypoint.file));
         Ok((path, target.entrypoint.first_deploy_only))
     }

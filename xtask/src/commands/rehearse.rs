@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 use xshell::{cmd, Shell};
 
-use crate::deploy::target::{DeployFile, Target, TargetFlags};
+use crate::deploy::target::Target;
 use crate::failure::Failure;
 use crate::report::Reporter;
 use crate::sandbox::{self, admin::Admin, database, Layout};
@@ -321,7 +321,7 @@ impl<'a> Rehearsal<'a> {
 
     /// A sandbox with no ECR repositories and an empty database, as on a fresh account.
     fn fresh_sandbox(&self) -> Result<()> {
-        if sandbox::running_endpoints().is_some() {
+        if sandbox::running_overlay().is_some() {
             self.xtask_ok(&["sandbox", "reset", "--no-repositories"])
                 .context("cannot reset the sandbox for the rehearsal")?;
         }
@@ -476,15 +476,10 @@ impl<'a> Rehearsal<'a> {
 
     /// The sandbox's admin client and target.
     fn sandbox(&self) -> Result<(Admin, Target)> {
-        let endpoints =
-            sandbox::running_endpoints().ok_or_else(|| anyhow!("the sandbox is not running"))?;
-        let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
-        let target = DeployFile::load(&crate::project::root())?.resolve(
-            &flags,
-            &|_| None,
-            Some(&endpoints),
-        )?;
-        Ok((Admin::new(&endpoints.endpoint_url), target))
+        let overlay =
+            sandbox::running_overlay().ok_or_else(|| anyhow!("the sandbox is not running"))?;
+        let target = sandbox::own_target(&overlay)?;
+        Ok((Admin::new(&overlay.endpoint_url), target))
     }
 
     /// After a failed deploy the scheduler keeps trying until its circuit breaker rolls the

@@ -69,8 +69,8 @@ impl Args {
         let layout = Layout::standard();
         match self.command {
             SandboxCommand::Up(args) => {
-                sandbox::ensure_up(sh, report, UpOptions { repositories: !args.no_repositories })
-                    .map(drop)
+                let opts = UpOptions { repositories: !args.no_repositories };
+                sandbox::ensure_up(sh, report, opts, &sandbox::own_target).map(drop)
             }
             SandboxCommand::Down => sandbox::down(sh, report, &layout),
             SandboxCommand::Status => sandbox::status(report, &layout),

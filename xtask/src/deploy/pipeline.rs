@@ -67,7 +67,7 @@ impl Deploy<'_> {
             target.service,
             target.cluster,
             target.region,
-            if target.sandbox { ", local sandbox" } else { "" },
+            target.label.as_ref().map(|l| format!(", {l}")).unwrap_or_default(),
             target.strategy,
         ));
         if target.strategy == RollStrategy::StopTasks {
@@ -265,7 +265,7 @@ impl Deploy<'_> {
             now.verified.message.as_deref().map(|m| format!(" {m:?}")).unwrap_or_default()
         ));
         if let Some(task) = task {
-            for command in log_commands(self.target.sandbox, &task.id, definition) {
+            for command in log_commands(self.target.logs_command.as_deref(), &task.id, definition) {
                 report.line(&format!("  logs    {command}"));
             }
         }
@@ -320,12 +320,12 @@ struct Shipped {
 /// Where to read the new task's container logs (the chapter's look at the log for db:create
 /// and db:seed): the sandbox's command, or CloudWatch through the task definition's awslogs.
 fn log_commands(
-    sandbox: bool,
+    command: Option<&str>,
     task_id: &str,
     definition: Option<&TaskDefinitionSnapshot>,
 ) -> Vec<String> {
-    if sandbox {
-        return vec![format!("cargo xtask sandbox logs {task_id}")];
+    if let Some(command) = command {
+        return vec![command.replace("{task_id}", task_id)];
     }
     definition
         .into_iter()
@@ -535,12 +535,14 @@ fn roll_and_verify_plan(target: &Target) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::target::{DeployFile, TargetFlags};
+    use crate::deploy::target::{DeployFile, DeployFlags, TargetFlags};
 
     fn target(strategy: RollStrategy) -> Target {
         let root = crate::project::root();
         let file = DeployFile::load(&root).unwrap();
-        let mut target = file.resolve(&TargetFlags::default(), &|_| None, None).unwrap();
+        let mut target = file
+            .resolve(&TargetFlags::default(), &DeployFlags::default(), &|_| None, None)
+            .unwrap();
         target.strategy = strategy;
         target
     }
@@ -561,11 +563,14 @@ mod tests {
             containers: vec![container("rails", true), container("nginx", false)],
         };
         assert_eq!(
-            log_commands(false, "abc", Some(&definition)),
+            log_commands(None, "abc", Some(&definition)),
             ["aws logs tail /ecs/zenn-clone-task-definition-backend --log-stream-names ecs/rails/abc"]
         );
-        assert_eq!(log_commands(true, "abc", Some(&definition)), ["cargo xtask sandbox logs abc"]);
-        assert!(log_commands(false, "abc", None).is_empty());
+        assert_eq!(
+            log_commands(Some("cargo xtask sandbox logs {task_id}"), "abc", Some(&definition)),
+            ["cargo xtask sandbox logs abc"]
+        );
+        assert!(log_commands(None, "abc", None).is_empty());
     }
 
     #[test]

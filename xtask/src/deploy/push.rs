@@ -677,22 +677,23 @@ mod live;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::target::{DeployFile, SandboxEndpoints, TargetFlags};
+    use crate::deploy::target::{DeployFile, DeployFlags, TargetFlags};
 
     fn sandbox_target() -> Target {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let endpoints = SandboxEndpoints {
-            endpoint_url: "http://127.0.0.1:5010".into(),
-            registry: "127.0.0.1:5011".into(),
-        };
-        let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
-        DeployFile::load(root).unwrap().resolve(&flags, &|_| None, Some(&endpoints)).unwrap()
+        let overlay = crate::sandbox::overlay(5010, 5011);
+        let file = DeployFile::load(root).unwrap();
+        file.resolve(&TargetFlags::default(), &DeployFlags::default(), &|_| None, Some(&overlay))
+            .unwrap()
     }
 
     fn production_target() -> Target {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let flags = TargetFlags { target: Some("production".into()), ..TargetFlags::default() };
-        DeployFile::load(root).unwrap().resolve(&flags, &|_| None, None).unwrap()
+        DeployFile::load(root)
+            .unwrap()
+            .resolve(&flags, &DeployFlags::default(), &|_| None, None)
+            .unwrap()
     }
 
     #[test]

@@ -51,12 +51,12 @@ pub struct RollRequest {
 }
 
 /// Where the containers' logs go, for the hint after a task stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogSource {
     /// CloudWatch Logs, through the task definition's awslogs settings.
     CloudWatch,
-    /// The sandbox's awslogs stand-in.
-    Sandbox,
+    /// A command of the target's, `{task_id}` in it.
+    Command(String),
 }
 
 impl RollRequest {
@@ -69,7 +69,10 @@ impl RollRequest {
             expected_digests,
             timeout: target.roll_timeout,
             poll: PollSchedule::default(),
-            logs: if target.sandbox { LogSource::Sandbox } else { LogSource::CloudWatch },
+            logs: match &target.logs_command {
+                Some(command) => LogSource::Command(command.clone()),
+                None => LogSource::CloudWatch,
+            },
         }
     }
 }
@@ -391,7 +394,7 @@ impl Watch {
                  ecr:BatchGetImage, ecr:GetDownloadUrlForLayer) through the task's network"
                     .to_string()
             } else {
-                log_hint(task, td, self.logs)
+                log_hint(task, td, &self.logs)
             };
             return Some(format!(
                 "{}{}{hint}",
@@ -603,9 +606,9 @@ fn describe_stopped(task: &TaskSnapshot) -> String {
 }
 
 /// Where to read the log of the containers that exited, when they log to CloudWatch.
-fn log_hint(task: &TaskSnapshot, td: &TaskDefinitionSnapshot, logs: LogSource) -> String {
-    if logs == LogSource::Sandbox {
-        return format!("\nnext: read its log: cargo xtask sandbox logs {}", task.id);
+fn log_hint(task: &TaskSnapshot, td: &TaskDefinitionSnapshot, logs: &LogSource) -> String {
+    if let LogSource::Command(command) = logs {
+        return format!("\nnext: read its log: {}", command.replace("{task_id}", &task.id));
     }
     let exited: Vec<&str> = task
         .containers
@@ -807,7 +810,7 @@ async fn drive<A: EcsApi>(
 
     let mut watch =
         Watch::new(&service, req.strategy, deployment_id, req.expected_digests.clone(), before)
-            .with_logs(req.logs);
+            .with_logs(req.logs.clone());
     let mut poller = Poller::new(req.poll);
     let mut polls = 0u32;
     let mut poll_errors = 0u32;

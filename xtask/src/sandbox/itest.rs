@@ -16,7 +16,7 @@ use super::admin::{Admin, ContainerUpdate, DeploymentUpdate, TaskUpdate};
 use super::state::{ensure_dir, Layout};
 use super::{moto, process, registry, resources, serve};
 use crate::aws::Aws;
-use crate::deploy::target::{SandboxEndpoints, Target};
+use crate::deploy::target::Target;
 use crate::report::Reporter;
 
 /// A sandbox of one test: killed and removed on drop, pass or fail.
@@ -51,11 +51,7 @@ impl TestSandbox {
             registry_port = process::pick_port(0).unwrap();
         }
         let registry = format!("127.0.0.1:{registry_port}");
-        let endpoints = SandboxEndpoints {
-            endpoint_url: moto::endpoint(moto_port),
-            registry: registry.clone(),
-        };
-        let mut target = super::sandbox_target(Some(&endpoints)).unwrap();
+        let mut target = super::own_target(&super::overlay(moto_port, registry_port)).unwrap();
         target.task_definition =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/task-definition.json");
         let runtime = crate::aws::runtime().unwrap();

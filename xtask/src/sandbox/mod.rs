@@ -41,7 +41,7 @@ use serde_json::json;
 use xshell::{cmd, Shell};
 
 use crate::aws::Aws;
-use crate::deploy::target::{DeployFile, SandboxEndpoints, Target, TargetFlags};
+use crate::deploy::target::{DeployFile, DeployFlags, Overlay, Target, TargetFlags, SANDBOX};
 use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
 use state::{ensure_dir, Component, Lock, State};
@@ -78,20 +78,82 @@ impl UpOptions {
     }
 }
 
-/// The endpoints of the running sandbox, if it is up.
-pub fn running_endpoints() -> Option<SandboxEndpoints> {
-    let state = State::load(&Layout::standard()).ok()?;
-    let (moto, registry) = (state.moto?, state.registry?);
-    (process::alive(moto.pid) && process::alive(registry.pid)).then(|| endpoints(&moto, &registry))
+/// The region the sandbox's AWS resources live in (moto serves one).
+pub const REGION: &str = "ap-northeast-1";
+/// The keys the sandbox's target signs with: moto accepts any, and real ones must never
+/// reach it.
+const ACCESS_KEY_ID: &str = "sandbox";
+const SECRET_ACCESS_KEY: &str = "sandbox";
+
+/// What the sandbox hands a deploy: its region, endpoints, registry and keys, on the ports of
+/// its moto and registry.
+pub fn overlay(moto_port: u16, registry_port: u16) -> Overlay {
+    Overlay {
+        target: SANDBOX.to_string(),
+        label: "the local sandbox".to_string(),
+        cli_flags: vec!["--sandbox".to_string()],
+        region: REGION.to_string(),
+        endpoint_url: moto::endpoint(moto_port),
+        registry: format!("127.0.0.1:{registry_port}"),
+        access_key_id: ACCESS_KEY_ID.to_string(),
+        secret_access_key: SECRET_ACCESS_KEY.to_string(),
+        logs_command: Some("cargo xtask sandbox logs {task_id}".to_string()),
+    }
 }
 
-/// Brings the sandbox up (idempotent) and returns its endpoints.
-pub fn ensure_up(sh: &Shell, report: &Reporter, opts: UpOptions) -> Result<SandboxEndpoints> {
-    check_inputs()?;
+/// The overlay of the running sandbox, if it is up.
+pub fn running_overlay() -> Option<Overlay> {
+    let state = State::load(&Layout::standard()).ok()?;
+    let (moto, registry) = (state.moto?, state.registry?);
+    (process::alive(moto.pid) && process::alive(registry.pid))
+        .then(|| overlay(moto.port, registry.port))
+}
+
+/// The overlay of the running sandbox, else the one `up` would make first (its ports may
+/// still change then): what `config --sandbox` and a dry run show without starting anything.
+pub fn planned_overlay() -> Overlay {
+    if let Some(running) = running_overlay() {
+        return running;
+    }
+    let state = State::load(&Layout::standard()).unwrap_or_default();
+    let port = |c: Option<&Component>, default| c.map_or(default, |c| c.port);
+    let planned =
+        overlay(port(state.moto.as_ref(), MOTO_PORT), port(state.registry.as_ref(), REGISTRY_PORT));
+    Overlay { label: "the local sandbox, not running: `cargo xtask sandbox up`".into(), ..planned }
+}
+
+/// Brings the sandbox up (idempotent). `resolve` makes the target from the sandbox's overlay
+/// (the caller's one resolution): its cluster, service, task definition and repositories are
+/// created when missing. Returns that target.
+pub fn ensure_up(
+    sh: &Shell,
+    report: &Reporter,
+    opts: UpOptions,
+    resolve: &dyn Fn(&Overlay) -> Result<Target>,
+) -> Result<Target> {
     let layout = Layout::standard();
     let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
+    let state = State::load(&layout)?;
+    let (ports, notes) = choose_ports(&state)?;
+    let target = resolve(&overlay(ports.moto, ports.registry))?;
+    check_inputs(&target)?;
+    for note in notes {
+        report.info(note);
+    }
     prepare_host(sh, report, &layout)?;
-    up_locked(sh, report, &layout, opts)
+    up_locked(sh, report, &layout, opts, ports, &target)?;
+    Ok(target)
+}
+
+/// The `sandbox` target of deploy.toml with the sandbox's overlay: the sandbox's own commands
+/// (`up`, `status`, the scheduler) read its names from it.
+pub fn own_target(overlay: &Overlay) -> Result<Target> {
+    DeployFile::load(&crate::project::root())?.resolve(
+        &TargetFlags::default(),
+        &DeployFlags::default(),
+        &|_| None,
+        Some(overlay),
+    )
 }
 
 /// What the host must have before the sandbox starts: Debian packages, then the base images
@@ -115,10 +177,9 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// deploy.toml and the task definition, read before anything is installed or started: a
-/// broken file changes nothing.
-fn check_inputs() -> Result<()> {
-    let target = sandbox_target(None)?;
+/// The task definition, read before anything is installed or started: a broken file changes
+/// nothing.
+fn check_inputs(target: &Target) -> Result<()> {
     let path = crate::project::root().join(&target.task_definition);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the task definition {}", path.display()))
@@ -134,23 +195,6 @@ fn check_inputs() -> Result<()> {
     Ok(())
 }
 
-/// The `sandbox` target of deploy.toml, with the sandbox's endpoints when known.
-fn sandbox_target(endpoints: Option<&SandboxEndpoints>) -> Result<Target> {
-    let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
-    DeployFile::load(&crate::project::root())?.resolve(
-        &flags,
-        &|k| std::env::var(k).ok(),
-        endpoints,
-    )
-}
-
-fn endpoints(moto: &Component, registry: &Component) -> SandboxEndpoints {
-    SandboxEndpoints {
-        endpoint_url: moto::endpoint(moto.port),
-        registry: format!("127.0.0.1:{}", registry.port),
-    }
-}
-
 /// The ports the three components will use: a running healthy one keeps its own.
 #[derive(Debug, Clone, Copy)]
 struct Ports {
@@ -164,7 +208,9 @@ fn up_locked(
     report: &Reporter,
     layout: &Layout,
     opts: UpOptions,
-) -> Result<SandboxEndpoints> {
+    ports: Ports,
+    target: &Target,
+) -> Result<()> {
     let started = Instant::now();
     let mut state = State::load(layout)?;
     let before = state.clone();
@@ -172,10 +218,10 @@ fn up_locked(
     ensure_dir(&layout.registry_storage())?;
     let secrets = database::SandboxSecrets::load_or_create(layout)?;
     moto::ensure_venv(sh, layout, report)?;
-    let region = sandbox_target(None)?.region;
+    let region = target.region.as_str();
     // moto keeps its AWS state in memory: when it starts anew, the registry's images and the
     // database go too, so that the sandbox is fresh as a whole, never half.
-    if !moto_survives(layout, &state, &region) && holds_data(layout) {
+    if !moto_survives(layout, &state, region) && holds_data(layout) {
         report.info(
             "    moto starts empty, so the registry's images, the tasks and the database are cleared too (a fresh sandbox)",
         );
@@ -185,9 +231,10 @@ fn up_locked(
             report.info(format!("    removed {removed} sandbox container(s)"));
         }
     }
-    let endpoints = ensure_processes(report, layout, &mut state, &region)?;
+    ensure_processes(report, layout, &mut state, region, ports)?;
     ensure_task_host(sh, report, layout, &secrets)?;
-    let created = ensure_resources(&endpoints, opts).map_err(|e| match Failure::of(&e) {
+    let registry = target.registry.as_deref().unwrap_or_default();
+    let created = ensure_resources(target, registry, opts).map_err(|e| match Failure::of(&e) {
         Some(_) => e,
         None => e.context(Failure::Sandbox),
     })?;
@@ -198,14 +245,14 @@ fn up_locked(
     report.info(format!(
         "sandbox {how} in {}: AWS APIs at {}, registry at {}",
         human_duration(started.elapsed()),
-        endpoints.endpoint_url,
-        endpoints.registry
+        target.endpoint_url.as_deref().unwrap_or_default(),
+        registry
     ));
     report.event(
         "sandbox",
-        json!({ "endpoint_url": endpoints.endpoint_url, "registry": endpoints.registry, "created": created }),
+        json!({ "endpoint_url": target.endpoint_url, "registry": registry, "created": created }),
     );
-    Ok(endpoints)
+    Ok(())
 }
 
 /// Whether `up` keeps the running moto (and so its AWS state): ours, healthy, started the way
@@ -251,6 +298,30 @@ fn clear_data(sh: &Shell, layout: &Layout, state: &mut State) -> Result<usize> {
     Ok(removed)
 }
 
+/// The ports the components will use (no side effect) and what to say of them: a running
+/// healthy one keeps its own.
+fn choose_ports(state: &State) -> Result<(Ports, Vec<String>)> {
+    let notes = &mut Vec::new();
+    let ports = distinct(Ports {
+        registry: choose_port(
+            notes,
+            "registry",
+            state.registry.as_ref(),
+            REGISTRY_PORT,
+            health_registry,
+        )?,
+        moto: choose_port(notes, "moto", state.moto.as_ref(), MOTO_PORT, health_moto)?,
+        serve: choose_port(
+            notes,
+            "sandbox process",
+            state.serve.as_ref(),
+            SERVE_PORT,
+            health_serve,
+        )?,
+    })?;
+    Ok((ports, std::mem::take(notes)))
+}
+
 /// Registry, moto, sandbox process: each kept when healthy and started the same way, else
 /// (re)started; the state file records each as soon as it runs.
 fn ensure_processes(
@@ -258,24 +329,8 @@ fn ensure_processes(
     layout: &Layout,
     state: &mut State,
     region: &str,
-) -> Result<SandboxEndpoints> {
-    let ports = distinct(Ports {
-        registry: choose_port(
-            report,
-            "registry",
-            state.registry.as_ref(),
-            REGISTRY_PORT,
-            health_registry,
-        )?,
-        moto: choose_port(report, "moto", state.moto.as_ref(), MOTO_PORT, health_moto)?,
-        serve: choose_port(
-            report,
-            "sandbox process",
-            state.serve.as_ref(),
-            SERVE_PORT,
-            health_serve,
-        )?,
-    })?;
+    ports: Ports,
+) -> Result<()> {
     let registry_address = format!("127.0.0.1:{}", ports.registry);
 
     let notify_url = format!("http://127.0.0.1:{}{}", ports.serve, serve::EVENTS_PATH);
@@ -332,7 +387,7 @@ fn ensure_processes(
         })?);
     state.save(layout)?;
 
-    Ok(SandboxEndpoints { endpoint_url: moto::endpoint(ports.moto), registry: registry_address })
+    Ok(())
 }
 
 /// The name of this sandbox's Docker network and the prefix of its containers' names: its own,
@@ -385,17 +440,16 @@ fn ensure_task_host(
 }
 
 /// The AWS resources of deploy.toml's sandbox target, created in moto when missing.
-fn ensure_resources(endpoints: &SandboxEndpoints, opts: UpOptions) -> Result<Vec<String>> {
-    let target = sandbox_target(Some(endpoints))?;
+fn ensure_resources(target: &Target, registry: &str, opts: UpOptions) -> Result<Vec<String>> {
     let task_definition = crate::project::root().join(&target.task_definition);
     crate::aws::runtime()?.block_on(async {
-        let aws = Aws::connect(&target).await;
+        let aws = Aws::connect(target).await;
         let values = resources::Placeholders {
-            registry: &endpoints.registry,
+            registry,
             account_id: moto::ACCOUNT_ID,
             region: &target.region,
         };
-        resources::ensure(&aws, &target, &task_definition, &values, opts.repositories).await
+        resources::ensure(&aws, target, &task_definition, &values, opts.repositories).await
     })
 }
 
@@ -420,7 +474,7 @@ fn health_serve(port: u16) -> bool {
 /// The port for a component: its current one while it runs healthy, else the default (or the
 /// one it had) when free, else any free port, said out loud.
 fn choose_port(
-    report: &Reporter,
+    notes: &mut Vec<String>,
     name: &str,
     current: Option<&Component>,
     default: u16,
@@ -434,7 +488,7 @@ fn choose_port(
     let preferred = current.map_or(default, |c| c.port);
     let port = process::pick_port(preferred)?;
     if port != preferred {
-        report.info(format!("    port {preferred} is in use: {name} listens on {port} instead"));
+        notes.push(format!("    port {preferred} is in use: {name} listens on {port} instead"));
     }
     Ok(port)
 }
@@ -631,7 +685,7 @@ pub fn status(report: &Reporter, layout: &Layout) -> Result<()> {
 
 /// One line per ECS service in moto, as the admin API sees it.
 fn describe_services(report: &Reporter, endpoint: &str) {
-    let Ok(target) = sandbox_target(None) else { return };
+    let Ok(target) = own_target(&planned_overlay()) else { return };
     let admin = admin::Admin::new(endpoint);
     match admin.services(&target.cluster) {
         Ok(services) => {
@@ -667,8 +721,8 @@ fn describe_services(report: &Reporter, endpoint: &str) {
 
 /// `cargo xtask sandbox reset`: a fresh sandbox on the same ports.
 pub fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) -> Result<()> {
-    check_inputs()?;
     let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
+    check_inputs(&own_target(&planned_overlay())?)?;
     prepare_host(sh, report, layout)?;
     let mut state = State::load(layout)?;
     let Some(moto) = state.moto.clone().filter(|m| process::alive(m.pid) && health_moto(m.port))
@@ -681,7 +735,12 @@ pub fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) ->
         "cleared moto's AWS state, the registry and the database; removed {removed} container(s)"
     ));
     state.save(layout)?;
-    up_locked(sh, report, layout, opts).map(drop)
+    let (ports, notes) = choose_ports(&state)?;
+    for note in notes {
+        report.info(note);
+    }
+    let target = own_target(&overlay(ports.moto, ports.registry))?;
+    up_locked(sh, report, layout, opts, ports, &target)
 }
 
 /// `cargo xtask sandbox serve`: runs until stopped by `down`.
@@ -696,16 +755,13 @@ pub fn serve_process(args: ServeArgs) -> Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", args.port))
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
     let layout = Layout { venv: args.dir.join("venv"), dir: args.dir.clone() };
-    let endpoints = SandboxEndpoints {
-        endpoint_url: moto::endpoint(args.moto_port),
-        registry: format!("127.0.0.1:{}", args.registry_port),
-    };
-    let target = sandbox_target(Some(&endpoints))?;
+    let overlay = overlay(args.moto_port, args.registry_port);
+    let target = own_target(&overlay)?;
     let aws = crate::aws::runtime()?.block_on(Aws::connect(&target));
     let secrets = database::SandboxSecrets::load(&layout)?;
     let settings = task_settings(&layout, secrets.for_tasks(&database::container_name(&layout)));
     scheduler::driver::Driver::new(
-        admin::Admin::new(&endpoints.endpoint_url),
+        admin::Admin::new(&overlay.endpoint_url),
         &target.region,
         &target.cluster,
         fargate::Fargate::new(settings),
@@ -717,9 +773,9 @@ pub fn serve_process(args: ServeArgs) -> Result<()> {
          schedules the tasks of cluster {}",
         args.dir.display(),
         args.port,
-        endpoints.registry,
-        endpoints.endpoint_url,
+        overlay.registry,
+        overlay.endpoint_url,
         target.cluster
     );
-    serve::serve(listener, &serve::Mirror { aws, registry: endpoints.registry })
+    serve::serve(listener, &serve::Mirror { aws, registry: overlay.registry })
 }

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::deploy::target::{DeployFile, SandboxEndpoints, TargetFlags};
+use crate::deploy::target::{DeployFile, DeployFlags, Overlay, TargetFlags};
 
 /// Live tests share the Docker engine's images: they run one at a time, and each removes
 /// every image the test Dockerfiles made (label `xtask-test=push`) when it ends.
@@ -101,11 +101,9 @@ impl Services {
         services
     }
 
-    fn endpoints(&self) -> SandboxEndpoints {
-        SandboxEndpoints {
-            endpoint_url: self.moto_url.clone(),
-            registry: self.registry_addr.clone(),
-        }
+    fn overlay(&self) -> Overlay {
+        let port = |addr: &str| addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap();
+        crate::sandbox::overlay(port(&self.moto_url), port(&self.registry_addr))
     }
 
     /// The repositories the registry holds.
@@ -249,10 +247,14 @@ fn target(services: &Services, rails_dir: &str, nginx_dir: &str) -> Target {
         "[targets.sandbox.images.rails]\nrepository = \"zenn-clone-rails\"\ndockerfile = \"{rails_dir}/Dockerfile\"\ncontext = \"{rails_dir}\"\n\
          [targets.sandbox.images.nginx]\nrepository = \"zenn-clone-nginx\"\ndockerfile = \"{nginx_dir}/Dockerfile\"\ncontext = \"{nginx_dir}\"\n"
     );
-    let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
     DeployFile::parse(&file)
         .unwrap()
-        .resolve(&flags, &|_| None, Some(&services.endpoints()))
+        .resolve(
+            &TargetFlags::default(),
+            &DeployFlags::default(),
+            &|_| None,
+            Some(&services.overlay()),
+        )
         .unwrap()
 }
 

@@ -1136,7 +1136,7 @@ fn sandbox_log_hint_names_the_sandbox_logs_command() {
     let stopped = crate::aws::ecs::task_snapshot(&task("new1", NEW_DEP, "STOPPED", vec![]));
     let td = TaskDefinitionSnapshot { arn: "td".to_string(), containers: vec![] };
     assert_eq!(
-        log_hint(&stopped, &td, LogSource::Sandbox),
+        log_hint(&stopped, &td, &LogSource::Command("cargo xtask sandbox logs {task_id}".into())),
         "\nnext: read its log: cargo xtask sandbox logs new1"
     );
 }
