@@ -7,6 +7,7 @@ mod commands;
 mod deploy;
 mod docker;
 mod entrypoint;
+mod event;
 mod failure;
 mod fingerprint;
 mod interrupt;
@@ -74,10 +75,7 @@ fn main() -> ExitCode {
         Err(err) => {
             let code = Failure::exit_code_of(&err);
             report.line(&format!("error: {err:#}"));
-            report.event(
-                "result",
-                serde_json::json!({ "ok": false, "exit_code": code, "error": format!("{err:#}") }),
-            );
+            report.emit(event::Event::Result(event::Outcome::failed(code, format!("{err:#}"))));
             ExitCode::from(code)
         }
     }

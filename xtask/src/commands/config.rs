@@ -4,6 +4,7 @@
 use anyhow::Result;
 
 use crate::deploy::target::{DeployFile, DeployFlags, TargetFlags};
+use crate::event::Event;
 use crate::report::Reporter;
 use crate::sandbox;
 
@@ -23,7 +24,7 @@ impl Args {
         let target =
             file.resolve(&self.target, &self.deploy, &|k| std::env::var(k).ok(), overlay.as_ref())?;
         if report.json() {
-            report.event("config", serde_json::to_value(&target)?);
+            report.emit(Event::Config { target: serde_json::to_value(&target)? });
         } else {
             print!("{}", target.describe());
         }

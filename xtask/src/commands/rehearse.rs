@@ -16,6 +16,7 @@ use serde_json::Value;
 use xshell::{cmd, Shell};
 
 use crate::deploy::target::Target;
+use crate::event::{self, Event, Outcome};
 use crate::failure::Failure;
 use crate::report::Reporter;
 use crate::sandbox::{self, admin::Admin, database, Layout};
@@ -47,58 +48,56 @@ impl Args {
 /// One `cargo xtask` run in the scratch copy: its exit code and its JSON events.
 struct Run {
     code: i32,
-    events: Vec<Value>,
+    events: Vec<Event>,
     wall: Duration,
 }
 
 impl Run {
-    fn result(&self) -> Option<&Value> {
-        self.events.iter().rev().find(|e| e["event"] == "result")
+    fn result(&self) -> Option<&Outcome> {
+        self.events.iter().rev().find_map(|e| match e {
+            Event::Result(outcome) => Some(outcome),
+            _ => None,
+        })
     }
 
     fn started_phases(&self) -> Vec<String> {
         self.events
             .iter()
-            .filter(|e| e["event"] == "phase_start")
-            .filter_map(|e| e["phase"].as_str().map(String::from))
+            .filter_map(|e| match e {
+                Event::PhaseStart { phase } => Some(phase.clone()),
+                _ => None,
+            })
             .collect()
     }
 
     fn error(&self) -> String {
-        self.result().and_then(|r| r["error"].as_str()).unwrap_or("").to_string()
+        self.result().and_then(|r| r.error.clone()).unwrap_or_default()
     }
 
     fn public_ip(&self) -> Result<String> {
         self.result()
-            .and_then(|r| r["public_ip"].as_str())
-            .map(String::from)
+            .and_then(|r| r.public_ip.clone())
             .ok_or_else(|| anyhow!("the deploy's result names no public IP"))
     }
 
     /// The task that ran the first-mode image (db:create, db:seed) of a first deploy.
     fn seeded_task_id(&self) -> Result<String> {
         self.result()
-            .and_then(|r| r["seeded_by"]["task_id"].as_str())
-            .map(String::from)
+            .and_then(|r| r.seeded_by.as_ref()?.task_id.clone())
             .ok_or_else(|| anyhow!("the first deploy's result names no seeding task"))
     }
 
     fn task_id(&self) -> Result<String> {
         self.result()
-            .and_then(|r| r["task_id"].as_str())
-            .map(String::from)
+            .and_then(|r| r.task_id.clone())
             .ok_or_else(|| anyhow!("the deploy's result names no task"))
     }
 
     /// Phase name → seconds, from the result event.
     fn phases(&self) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
-        if let Some(phases) = self.result().and_then(|r| r["phases"].as_array()) {
-            for p in phases {
-                if let (Some(name), Some(secs)) = (p["phase"].as_str(), p["duration_s"].as_f64()) {
-                    *out.entry(name.to_string()).or_insert(0.0) += secs;
-                }
-            }
+        for p in self.result().map(|r| r.phases.as_slice()).unwrap_or_default() {
+            *out.entry(p.phase.clone()).or_insert(0.0) += p.duration_s;
         }
         out
     }
@@ -343,9 +342,9 @@ impl<'a> Rehearsal<'a> {
             .unchecked()
             .run()
             .with_context(|| format!("cannot run {}", self.exe.display()))?;
-        let events = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+        let events = event::parse_lines(&String::from_utf8_lossy(&output.stdout))
+            .into_iter()
+            .map(|e| e.event)
             .collect();
         Ok(Run { code: output.status.code().unwrap_or(-1), events, wall: started.elapsed() })
     }

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::event::{Event, ImageView, Outcome, PhaseView, Seeded};
 use anyhow::{anyhow, Context, Result};
-use serde_json::json;
 use tokio::runtime::Runtime;
 use xshell::Shell;
 
@@ -193,7 +193,7 @@ impl Deploy<'_> {
             let public_ip = public_ip(rt, aws, target, &outcome)?;
             let request = VerifyRequest::for_target(&target.verify, public_ip.as_deref(), None)?;
             let verified = verify::verify(&request, report)?;
-            report.event("verify_done", verified.to_json());
+            report.emit(Event::VerifyDone(verified.view()));
             phase.finish();
             (public_ip, verified)
         };
@@ -214,10 +214,12 @@ impl Deploy<'_> {
         } else {
             self.report.info(format!("{label}: already in {mode} mode"));
         }
-        self.report.event(
-            "entrypoint",
-            json!({ "file": label.to_string(), "mode": mode.to_string(), "changed": applied.changed, "diff": applied.diff }),
-        );
+        self.report.emit(Event::Entrypoint {
+            file: label.to_string(),
+            mode: mode.to_string(),
+            changed: applied.changed,
+            diff: applied.diff,
+        });
         Ok(())
     }
 
@@ -278,34 +280,39 @@ impl Deploy<'_> {
         let images = |pushed: &[PushedImage]| {
             pushed
                 .iter()
-                .map(|p| {
-                    json!({
-                        "container": p.container, "uri": p.uri, "digest": p.digest, "tags": p.tags,
-                    })
+                .map(|p| ImageView {
+                    container: p.container.clone(),
+                    uri: p.uri.clone(),
+                    digest: p.digest.clone(),
+                    tags: p.tags.clone(),
                 })
                 .collect::<Vec<_>>()
         };
-        report.event(
-            "result",
-            json!({
-                "ok": true,
-                "command": self.kind.command(),
-                "target": self.target.name,
-                "images": images(&now.pushed),
-                "task_id": task.map(|t| t.id.clone()),
-                "public_ip": now.public_ip,
-                "health": now.verified.to_json(),
-                "seeded_by": later.map(|_| json!({
-                    "task_id": first.outcome.tasks.first().map(|t| t.id.clone()),
-                    "public_ip": first.public_ip,
-                    "images": images(&first.pushed),
-                })),
-                "phases": report.phases().iter().map(|p| json!({
-                    "phase": p.name, "duration_s": p.duration.as_secs_f64(), "ok": p.ok,
-                })).collect::<Vec<_>>(),
-                "duration_s": report.elapsed().as_secs_f64(),
+        report.emit(Event::Result(Outcome {
+            ok: true,
+            command: Some(self.kind.command().to_string()),
+            target: Some(self.target.name.clone()),
+            images: images(&now.pushed),
+            task_id: task.map(|t| t.id.clone()),
+            public_ip: now.public_ip.clone(),
+            health: Some(now.verified.view()),
+            seeded_by: later.map(|_| Seeded {
+                task_id: first.outcome.tasks.first().map(|t| t.id.clone()),
+                public_ip: first.public_ip.clone(),
+                images: images(&first.pushed),
             }),
-        );
+            phases: report
+                .phases()
+                .iter()
+                .map(|p| PhaseView {
+                    phase: p.name.to_string(),
+                    duration_s: p.duration.as_secs_f64(),
+                    ok: p.ok,
+                })
+                .collect(),
+            duration_s: Some(report.elapsed().as_secs_f64()),
+            ..Outcome::default()
+        }));
     }
 }
 

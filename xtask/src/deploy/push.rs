@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::event::{Detail, Event, PushedView};
 use anyhow::{anyhow, Context, Result};
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
-use serde_json::json;
 use tokio::runtime::Runtime;
 use xshell::{cmd, Shell};
 
@@ -317,10 +317,12 @@ pub fn build_and_push(
     let mut built = Vec::new();
     for (image, _, uri, _) in &targets {
         let id = read_iidfile(&iidfile(&work, image)).context(Failure::Build)?;
-        report.event(
-            "image_built",
-            json!({ "container": image.container, "uri": uri, "image_id": id, "tags": tags }),
-        );
+        report.emit(Event::ImageBuilt {
+            container: image.container.clone(),
+            uri: uri.clone(),
+            image_id: id.clone(),
+            tags: tags.clone(),
+        });
         built.push(id);
     }
     phase.finish();
@@ -369,17 +371,14 @@ pub fn build_and_push(
             image.digest,
             timestamp(image.pushed_at)
         ));
-        report.event(
-            "image_pushed",
-            json!({
-                "container": image.container,
-                "repository": image.repository,
-                "uri": image.uri,
-                "digest": image.digest,
-                "tags": image.tags,
-                "pushed_at": timestamp(image.pushed_at),
-            }),
-        );
+        report.emit(Event::ImagePushed(PushedView {
+            container: image.container.clone(),
+            repository: image.repository.clone(),
+            uri: image.uri.clone(),
+            digest: image.digest.clone(),
+            tags: image.tags.clone(),
+            pushed_at: timestamp(image.pushed_at),
+        }));
     }
     phase.finish();
     Ok(pushed)
@@ -579,7 +578,7 @@ fn wait_for_latest(
                 "    waiting for ECR to show the pushed `latest` ({waited}): {}",
                 pending.join("; ")
             ),
-            json!({ "pending": pending }),
+            Some(Detail::EcrLatest { pending: pending.clone() }),
         );
         std::thread::sleep(interval);
         interval = (interval * 2).min(MAX_POLL_INTERVAL);

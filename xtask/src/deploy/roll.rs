@@ -12,8 +12,8 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::time::Duration;
 
+use crate::event::{ContainerView, Detail, Event, RollProgress, RollView, TaskView};
 use anyhow::{anyhow, Context, Result};
-use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::aws::ecs::{
@@ -166,19 +166,19 @@ impl RollOutcome {
         self.api_calls.values().sum()
     }
 
-    pub fn to_json(&self) -> Value {
+    pub fn view(&self) -> RollView {
         let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-        json!({
-            "strategy": self.strategy.to_string(),
-            "deployment_id": self.deployment_id,
-            "tasks": self.tasks.iter().map(task_json).collect::<Vec<_>>(),
-            "api_calls": self.api_calls,
-            "api_call_total": self.api_call_total(),
-            "polls": self.polls,
-            "duration_s": self.duration.as_secs_f64(),
-            "first_task_after_s": secs(self.first_task_after),
-            "healthy_after_s": secs(self.healthy_after),
-        })
+        RollView {
+            strategy: self.strategy.to_string(),
+            deployment_id: self.deployment_id.clone(),
+            tasks: self.tasks.iter().map(task_view).collect(),
+            api_calls: self.api_calls.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            api_call_total: self.api_call_total(),
+            polls: self.polls,
+            duration_s: self.duration.as_secs_f64(),
+            first_task_after_s: secs(self.first_task_after),
+            healthy_after_s: secs(self.healthy_after),
+        }
     }
 }
 
@@ -665,19 +665,20 @@ impl fmt::Display for Progress {
 }
 
 impl Progress {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "desired": self.desired,
-            "running": self.running,
-            "pending": self.pending,
-            "healthy": self.ready.len(),
-            "deployment_id": self.deployment_id,
-            "rollout_state": self.rollout_state,
-            "failed_tasks": self.failed_tasks,
-            "new_tasks": self.new_tasks.iter().map(task_json).collect::<Vec<_>>(),
-            "old_tasks_left": self.old_left,
-            "waiting_for": self.waiting_for,
-        })
+    pub fn view(&self, elapsed: Duration) -> RollProgress {
+        RollProgress {
+            desired: self.desired,
+            running: self.running,
+            pending: self.pending,
+            healthy: self.ready.len(),
+            deployment_id: self.deployment_id.clone(),
+            rollout_state: self.rollout_state.clone(),
+            failed_tasks: self.failed_tasks,
+            new_tasks: self.new_tasks.iter().map(task_view).collect(),
+            old_tasks_left: self.old_left.clone(),
+            waiting_for: self.waiting_for.clone(),
+            roll_elapsed_s: elapsed.as_secs_f64(),
+        }
     }
 
     /// Where things stood, for the timeout's summary.
@@ -709,28 +710,32 @@ impl Progress {
     }
 }
 
-fn task_json(t: &TaskSnapshot) -> Value {
-    json!({
-        "id": t.id,
-        "arn": t.arn,
-        "eni_id": t.eni_id,
-        "last_status": t.last_status,
-        "health": t.health.as_str(),
-        "containers": t.containers.iter().map(|c| json!({
-            "name": c.name,
-            "image": c.image,
-            "image_digest": c.image_digest,
-            "last_status": c.last_status,
-            "health": c.health.as_str(),
-            "exit_code": c.exit_code,
-        })).collect::<Vec<_>>(),
-    })
+fn task_view(t: &TaskSnapshot) -> TaskView {
+    TaskView {
+        id: t.id.clone(),
+        arn: t.arn.clone(),
+        eni_id: t.eni_id.clone(),
+        last_status: t.last_status.clone(),
+        health: t.health.as_str().to_string(),
+        containers: t
+            .containers
+            .iter()
+            .map(|c| ContainerView {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                image_digest: c.image_digest.clone(),
+                last_status: c.last_status.clone(),
+                health: c.health.as_str().to_string(),
+                exit_code: c.exit_code,
+            })
+            .collect(),
+    }
 }
 
 /// Rolls the service and waits for the new tasks; errors carry `Failure::Roll` or `Failure::Timeout`.
 pub async fn roll(api: &impl EcsApi, req: &RollRequest, report: &Reporter) -> Result<RollOutcome> {
     let outcome = drive(&Counting::new(api), req, report).await?;
-    report.event("roll_done", outcome.to_json());
+    report.emit(Event::RollDone(outcome.view()));
     Ok(outcome)
 }
 
@@ -1039,11 +1044,8 @@ pub fn listing_plan(
 
 fn report_progress(report: &Reporter, progress: &Progress, elapsed: Duration) {
     let tick = elapsed.as_secs() / PROGRESS_TICK * PROGRESS_TICK;
-    let mut data = progress.to_json();
-    if let Value::Object(map) = &mut data {
-        map.insert("roll_elapsed_s".to_string(), json!(elapsed.as_secs_f64()));
-    }
-    report.progress("roll", format!("roll {}: {progress}", clock(tick)), data);
+    let detail = Detail::Roll(progress.view(elapsed));
+    report.progress("roll", format!("roll {}: {progress}", clock(tick)), Some(detail));
 }
 
 /// `0s`, `45s`, `1m05s`.

@@ -8,9 +8,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::deploy::target::VerifyConfig;
+use crate::event::{Detail, VerifyView};
 use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
 
@@ -64,14 +65,14 @@ pub struct VerifyOutcome {
 }
 
 impl VerifyOutcome {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "url": self.url,
-            "status": self.status,
-            "message": self.message,
-            "attempts": self.attempts,
-            "duration_s": self.duration.as_secs_f64(),
-        })
+    pub fn view(&self) -> VerifyView {
+        VerifyView {
+            url: self.url.clone(),
+            status: self.status,
+            message: self.message.clone(),
+            attempts: self.attempts,
+            duration_s: self.duration.as_secs_f64(),
+        }
     }
 }
 
@@ -201,7 +202,6 @@ pub fn verify(req: &VerifyRequest, report: &Reporter) -> Result<VerifyOutcome> {
                     outcome.message.as_deref().map(|m| format!(" with `{m}`")).unwrap_or_default(),
                     human_duration(outcome.duration)
                 ));
-                report.event("verify_done", outcome.to_json());
                 return Ok(outcome);
             }
             Answer::Wrong(what) | Answer::Silent(what) => what,
@@ -223,7 +223,7 @@ pub fn verify(req: &VerifyRequest, report: &Reporter) -> Result<VerifyOutcome> {
         report.progress(
             "verify",
             format!("verify: GET {}: {problem} (attempt {attempts}), retrying", req.url),
-            json!({ "url": req.url, "attempt": attempts, "answer": problem }),
+            Some(Detail::Verify { attempts, last: problem.clone() }),
         );
         std::thread::sleep(wait);
         wait = (wait * 2).min(MAX_WAIT);

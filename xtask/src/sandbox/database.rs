@@ -16,6 +16,7 @@ use xshell::{cmd, Cmd, Shell};
 use super::fargate::plan::{Secrets, Settings};
 use super::images::MARIADB_IMAGE;
 use super::state::{ensure_dir, Layout};
+use crate::event::Detail;
 use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
 
@@ -270,7 +271,7 @@ pub fn ensure(
         report.progress(
             "database",
             format!("    waiting for the database {name} ({}s)", started.elapsed().as_secs()),
-            serde_json::json!({ "component": "database" }),
+            Some(Detail::Component { component: "database".into() }),
         );
         std::thread::sleep(POLL);
     }

@@ -8,9 +8,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::json;
 use xshell::{cmd, Shell};
 
+use crate::event::{Detail, Event};
 use crate::failure::Failure;
 use crate::fingerprint;
 use crate::report::{human_duration, Reporter};
@@ -289,7 +289,10 @@ fn build(sh: &Shell, report: &Reporter, recipe: &Recipe) -> Result<()> {
                         recipe.image,
                         started.elapsed().as_secs() / 10 * 10
                     ),
-                    json!({ "image": recipe.image, "elapsed_s": started.elapsed().as_secs() }),
+                    Some(Detail::BaseImage {
+                        image: recipe.image.to_string(),
+                        elapsed_s: started.elapsed().as_secs(),
+                    }),
                 ),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     bail!("lost track of the build of {}", recipe.image)
@@ -307,10 +310,10 @@ fn build(sh: &Shell, report: &Reporter, recipe: &Recipe) -> Result<()> {
         .map(|bytes| format!(", {} MB", bytes / 1_000_000))
         .unwrap_or_default();
     report.info(format!("built {} in {}{size}", recipe.image, human_duration(started.elapsed())));
-    report.event(
-        "base_image",
-        json!({ "image": recipe.image, "duration_s": started.elapsed().as_secs_f64() }),
-    );
+    report.emit(Event::BaseImage {
+        image: recipe.image.to_string(),
+        duration_s: started.elapsed().as_secs_f64(),
+    });
     // The tag moved to the new image; the old one would linger as <none>.
     if let Some(old) = previous.filter(|old| image_id(sh, recipe.image).as_ref() != Some(old)) {
         let _ = cmd!(sh, "docker image rm {old}")

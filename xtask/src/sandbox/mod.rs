@@ -37,11 +37,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::json;
 use xshell::{cmd, Shell};
 
 use crate::aws::Aws;
 use crate::deploy::target::{DeployFile, DeployFlags, Overlay, Target, TargetFlags, SANDBOX};
+use crate::event::Event;
 use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
 use state::{ensure_dir, Component, Lock, State};
@@ -248,10 +248,11 @@ fn up_locked(
         target.endpoint_url.as_deref().unwrap_or_default(),
         registry
     ));
-    report.event(
-        "sandbox",
-        json!({ "endpoint_url": target.endpoint_url, "registry": registry, "created": created }),
-    );
+    report.emit(Event::Sandbox {
+        endpoint_url: target.endpoint_url.clone(),
+        registry: registry.to_string(),
+        created,
+    });
     Ok(())
 }
 
@@ -647,7 +648,12 @@ pub fn status(report: &Reporter, layout: &Layout) -> Result<()> {
             }
         };
         report.line(&format!("{name:<16} {address:<28} {pid:<8} {verdict}"));
-        report.event("component", json!({ "name": name, "address": address, "pid": component.map(|c| c.pid), "health": verdict }));
+        report.emit(Event::Component {
+            name: name.to_string(),
+            address: address.clone(),
+            pid: component.map(|c| c.pid),
+            health: verdict.to_string(),
+        });
     }
     let sh = Shell::new()?;
     let verdict = match database::state(&sh, layout) {
@@ -672,7 +678,12 @@ pub fn status(report: &Reporter, layout: &Layout) -> Result<()> {
     };
     let address = format!("{}:3306", database::container_name(layout));
     report.line(&format!("{:<16} {address:<28} {:<8} {verdict}", "database", "-"));
-    report.event("component", json!({ "name": "database", "address": address, "health": verdict }));
+    report.emit(Event::Component {
+        name: "database".to_string(),
+        address,
+        pid: None,
+        health: verdict.to_string(),
+    });
     if let Some(moto) = state.moto.as_ref().filter(|m| health_moto(m.port)) {
         describe_services(report, &moto::endpoint(moto.port));
     }
