@@ -61,12 +61,7 @@ impl Docker {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        DockerCmd {
-            program: self.program.clone(),
-            args: args.into_iter().map(Into::into).collect(),
-            config_dir: None,
-            stdin: None,
-        }
+        DockerCmd::program(self.program.clone(), args)
     }
 
     /// `docker version`: fails when the daemon does not answer.
@@ -128,17 +123,79 @@ impl Docker {
     }
 }
 
-/// One docker command line: program, arguments, an optional `DOCKER_CONFIG` and an optional
+/// One command line (docker's, or another program the deploy runs beside it, such as rspec):
+/// program, arguments, environment, directory, an optional `DOCKER_CONFIG` and an optional
 /// secret for stdin. Its `Display` is the command as a shell would read it, secret masked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DockerCmd {
     program: OsString,
     args: Vec<OsString>,
+    /// Variables set for it (never a secret: they are shown).
+    env: Vec<(OsString, OsString)>,
+    /// Variables removed from its environment.
+    env_remove: Vec<OsString>,
+    /// Where it runs, instead of the Shell's directory.
+    dir: Option<PathBuf>,
     config_dir: Option<PathBuf>,
     stdin: Option<Secret>,
 }
 
 impl DockerCmd {
+    /// Any program with its arguments.
+    pub fn program<I, S>(program: impl Into<OsString>, args: I) -> DockerCmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        DockerCmd {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            dir: None,
+            config_dir: None,
+            stdin: None,
+        }
+    }
+
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> DockerCmd {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> DockerCmd {
+        self.env_remove.push(key.into());
+        self
+    }
+
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> DockerCmd {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// The password for stdin (`docker login --password-stdin`).
+    pub fn with_stdin(mut self, secret: Secret) -> DockerCmd {
+        self.stdin = Some(secret);
+        self
+    }
+
+    /// The same command with every placeholder of `fill` replaced in its arguments, and its
+    /// Docker config directory (when it has one) moved to `config`.
+    pub fn resolved(&self, fill: &dyn Fn(&str) -> String, config: Option<&Path>) -> DockerCmd {
+        let args = self.args.iter().map(|a| match a.to_str() {
+            Some(text) => OsString::from(fill(text)),
+            None => a.clone(),
+        });
+        DockerCmd {
+            args: args.collect(),
+            config_dir: match (&self.config_dir, config) {
+                (Some(_), Some(config)) => Some(config.to_path_buf()),
+                (dir, _) => dir.clone(),
+            },
+            ..self.clone()
+        }
+    }
+
     #[cfg(test)]
     pub fn args(&self) -> &[OsString] {
         &self.args
@@ -157,7 +214,13 @@ impl DockerCmd {
 
     /// The command for duct, run in `dir` (the Shell's directory, which the process does not share).
     fn expression(&self, dir: &Path) -> duct::Expression {
-        let mut expr = duct::cmd(&self.program, &self.args).dir(dir);
+        let mut expr = duct::cmd(&self.program, &self.args).dir(self.dir.as_deref().unwrap_or(dir));
+        for (key, value) in &self.env {
+            expr = expr.env(key, value);
+        }
+        for key in &self.env_remove {
+            expr = expr.env_remove(key);
+        }
         if let Some(config) = &self.config_dir {
             expr = expr.env("DOCKER_CONFIG", config);
         }
@@ -177,7 +240,14 @@ impl DockerCmd {
 
     /// Runs the command quietly and returns its stdout; a failure shows its stderr.
     pub fn read(&self, sh: &Shell) -> Result<String> {
+        let _dir = self.dir.as_ref().map(|dir| sh.push_dir(dir));
         let mut cmd = sh.cmd(&self.program).args(&self.args).quiet().ignore_status();
+        for (key, value) in &self.env {
+            cmd = cmd.env(key, value);
+        }
+        for key in &self.env_remove {
+            cmd = cmd.env_remove(key);
+        }
         if let Some(config) = &self.config_dir {
             cmd = cmd.env("DOCKER_CONFIG", config);
         }
@@ -209,6 +279,16 @@ impl DockerCmd {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
+    /// Runs the command with the terminal's stdin, stdout and stderr; its exit status.
+    pub fn status(&self, sh: &Shell) -> Result<std::process::ExitStatus> {
+        let out = self
+            .expression(&sh.current_dir())
+            .unchecked()
+            .run()
+            .with_context(|| spawn_hint(self))?;
+        Ok(out.status)
+    }
+
     /// Runs the command with its output captured (stdout and stderr together); a failure
     /// shows the output's tail with the secret masked.
     pub fn run_captured(&self, sh: &Shell) -> Result<String> {
@@ -228,10 +308,14 @@ impl DockerCmd {
 }
 
 fn spawn_hint(cmd: &DockerCmd) -> String {
-    format!(
-        "cannot run `{}`: install Docker (https://docs.docker.com/engine/install/) and put `docker` on PATH",
-        cmd.program.to_string_lossy()
-    )
+    let program = cmd.program.to_string_lossy();
+    if Path::new(program.as_ref()).file_name().is_some_and(|n| n == "docker") {
+        format!(
+            "cannot run `{program}`: install Docker (https://docs.docker.com/engine/install/) and put `docker` on PATH"
+        )
+    } else {
+        format!("cannot run `{program}`: install it (`cargo xtask setup` installs what the deploy needs)")
+    }
 }
 
 fn tail(text: &str, n: usize) -> String {
@@ -241,6 +325,15 @@ fn tail(text: &str, n: usize) -> String {
 
 impl fmt::Display for DockerCmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(dir) = &self.dir {
+            write!(f, "cd {} && ", quote(dir.as_os_str()))?;
+        }
+        for key in &self.env_remove {
+            write!(f, "env -u {} ", quote(key))?;
+        }
+        for (key, value) in &self.env {
+            write!(f, "{}={} ", key.to_string_lossy(), quote(value))?;
+        }
         if let Some(config) = &self.config_dir {
             write!(f, "DOCKER_CONFIG={} ", quote(config.as_os_str()))?;
         }
@@ -268,9 +361,9 @@ fn quote(arg: &std::ffi::OsStr) -> String {
 }
 
 /// The daemon's version; fails (`Failure::Preflight`) when Docker is missing or not running.
-pub fn server_version(sh: &Shell, docker: &Docker) -> Result<String> {
-    let cmd = docker.version();
-    cmd.read(sh)
+pub fn server_version(sh: &Shell, version: &DockerCmd) -> Result<String> {
+    version
+        .read(sh)
         .context(
             "the Docker daemon does not answer: start Docker (`sudo systemctl start docker`, or \
              Docker Desktop) and try again",
@@ -364,6 +457,20 @@ impl Step {
             reference: reference.to_string(),
             id: id.to_string(),
             inspect: docker.image_id(reference),
+        }
+    }
+}
+
+impl Step {
+    /// The step with the run's placeholders filled in (see [`DockerCmd::resolved`]).
+    pub fn resolved(&self, fill: &dyn Fn(&str) -> String, config: Option<&Path>) -> Step {
+        match self {
+            Step::Run(cmd) => Step::Run(cmd.resolved(fill, config)),
+            Step::SameImage { reference, id, inspect } => Step::SameImage {
+                reference: fill(reference),
+                id: fill(id),
+                inspect: inspect.resolved(fill, config),
+            },
         }
     }
 }
@@ -898,7 +1005,7 @@ echo "Login Succeeded"
             panic!("{:?}", out[0].status)
         };
         assert!(reason.contains("install Docker"), "{reason}");
-        let err = server_version(&sh, &docker).unwrap_err();
+        let err = server_version(&sh, &docker.version()).unwrap_err();
         assert_eq!(Failure::of(&err), Some(Failure::Preflight));
         assert!(format!("{err:#}").contains("start Docker"), "{err:#}");
     }

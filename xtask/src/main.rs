@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use xshell::Shell;
 
-use crate::deploy::pipeline::Kind;
+use crate::entrypoint::Mode;
 use crate::failure::Failure;
 use crate::report::Reporter;
 
@@ -91,8 +91,8 @@ fn run(command: Command, report: &Reporter) -> anyhow::Result<()> {
         Command::Entrypoint(args) => args.run(&sh, report),
         Command::Config(args) => args.run(report),
         Command::Sandbox(args) => args.run(&sh, report),
-        Command::FirstDeploy(args) => commands::deploy::run(&sh, report, args, Kind::First),
-        Command::Deploy(args) => commands::deploy::run(&sh, report, args, Kind::Later),
+        Command::FirstDeploy(args) => commands::deploy::run(&sh, report, args, Mode::First),
+        Command::Deploy(args) => commands::deploy::run(&sh, report, args, Mode::Later),
         Command::Rehearse(args) => args.run(&sh, report),
     }
 }

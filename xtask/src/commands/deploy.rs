@@ -3,17 +3,19 @@
 use anyhow::{anyhow, Result};
 use xshell::Shell;
 
-use crate::deploy::pipeline::{self, Deploy, Kind};
-use crate::deploy::push;
+use crate::deploy::plan::{Plan, PlanOptions};
 use crate::deploy::target::{DeployFile, DeployFlags, Overlay, Target, TargetFlags};
+use crate::deploy::{run, summary};
+use crate::entrypoint::Mode;
+use crate::event::Event;
 use crate::failure::Failure;
 use crate::report::Reporter;
 use crate::sandbox;
 
 /// Resolves the one target of this deploy (with `--sandbox`, the sandbox comes up first and
 /// hands over its overlay), then runs the deploy or prints its plan.
-pub fn run(sh: &Shell, report: &Reporter, args: Args, kind: Kind) -> anyhow::Result<()> {
-    if args.force && kind == Kind::Later {
+pub fn run(sh: &Shell, report: &Reporter, args: Args, mode: Mode) -> anyhow::Result<()> {
+    if args.force && mode == Mode::Later {
         return Err(anyhow!("--force applies to first-deploy only").context(Failure::Input));
     }
     let file = DeployFile::load(&crate::project::root())?;
@@ -22,13 +24,13 @@ pub fn run(sh: &Shell, report: &Reporter, args: Args, kind: Kind) -> anyhow::Res
         |overlay: Option<&Overlay>| file.resolve(&args.target, &args.deploy, &env, overlay);
     let target = match (args.target.sandbox, args.dry_run) {
         (true, false) => {
-            let opts = sandbox::UpOptions::for_deploy(kind == Kind::First);
+            let opts = sandbox::UpOptions::for_deploy(mode);
             sandbox::ensure_up(sh, report, opts, &|overlay| resolve(Some(overlay)))?
         }
         (true, true) => resolve(Some(&sandbox::planned_overlay()))?,
         (false, _) => resolve(None)?,
     };
-    args.run(sh, report, kind, &target)
+    args.run(sh, report, mode, &target)
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,15 +56,48 @@ pub struct Args {
 }
 
 impl Args {
-    fn run(self, sh: &Shell, report: &Reporter, kind: Kind, target: &Target) -> Result<()> {
-        let opts = push::Options { cache: self.cache, ..push::Options::new(kind == Kind::First) };
+    fn run(self, sh: &Shell, report: &Reporter, mode: Mode, target: &Target) -> Result<()> {
+        let opts = PlanOptions {
+            skip_tests: self.skip_tests,
+            cache: self.cache,
+            force: self.force,
+            git: is_git_checkout(sh),
+            ..PlanOptions::new(crate::project::target_dir().join("xtask"))
+        };
+        let plan = Plan::new(target, mode, &opts);
+        report.info(format!(
+            "{} to `{}`: service {} in cluster {} ({}{}), strategy {}",
+            summary::command(mode),
+            target.name,
+            target.service,
+            target.cluster,
+            target.region,
+            target.label.as_ref().map(|l| format!(", {l}")).unwrap_or_default(),
+            target.strategy,
+        ));
+        if self.skip_tests {
+            report.warn("--skip-tests: the RSpec suite does not run before this deploy");
+        }
         if self.dry_run {
-            for line in pipeline::plan(sh, kind, target, &opts, self.skip_tests) {
-                report.info(line);
+            for (line, view) in plan.lines().into_iter().zip(plan.views()) {
+                report.line(&line);
+                report.emit(Event::PlanStep(view));
             }
             report.info("dry run: nothing was changed");
             return Ok(());
         }
-        Deploy { sh, report, kind, target }.run(opts, self.skip_tests, self.force)
+        let finished = run::execute(sh, report, target, &plan, &opts)?;
+        summary::print(report, target, mode, &finished);
+        Ok(())
     }
+}
+
+/// Whether the tree is a git checkout (images get a commit tag then).
+fn is_git_checkout(sh: &Shell) -> bool {
+    xshell::cmd!(sh, "git rev-parse --short HEAD")
+        .quiet()
+        .ignore_stderr()
+        .ignore_stdout()
+        .run()
+        .is_ok()
 }

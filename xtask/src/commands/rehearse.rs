@@ -16,7 +16,7 @@ use serde_json::Value;
 use xshell::{cmd, Shell};
 
 use crate::deploy::target::Target;
-use crate::event::{self, Event, Outcome};
+use crate::event::{self, Event, Outcome, StepView};
 use crate::failure::Failure;
 use crate::report::Reporter;
 use crate::sandbox::{self, admin::Admin, database, Layout};
@@ -65,6 +65,28 @@ impl Run {
             .iter()
             .filter_map(|e| match e {
                 Event::PhaseStart { phase } => Some(phase.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The steps a dry run printed.
+    fn plan_steps(&self) -> Vec<StepView> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::PlanStep(step) => Some(step.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The steps a run started, in order.
+    fn executed_steps(&self) -> Vec<StepView> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StepStart(step) => Some(step.clone()),
                 _ => None,
             })
             .collect()
@@ -197,8 +219,17 @@ impl<'a> Rehearsal<'a> {
             self.replace(CONTROLLER, FIRST_MESSAGE, CHAPTER_MESSAGE)?;
             self.replace(SPEC, FIRST_MESSAGE, CHAPTER_MESSAGE)?;
             self.commit("the chapter's change: Success Health Check!!")?;
-            let run = self.xtask(&["deploy", "--sandbox", "--expect-message", CHAPTER_MESSAGE])?;
+            let args = ["deploy", "--sandbox", "--expect-message", CHAPTER_MESSAGE];
+            let dry = self.xtask(&[&args[..], &["--dry-run"]].concat())?;
+            self.expect_success(&dry, "deploy --sandbox --dry-run")?;
+            let run = self.xtask(&args)?;
             self.expect_success(&run, "deploy --sandbox")?;
+            let (planned, ran) = (dry.plan_steps(), run.executed_steps());
+            ensure!(
+                !planned.is_empty() && planned == ran,
+                "the steps run differ from the dry run's:\ndry run: {planned:#?}\nrun: {ran:#?}"
+            );
+            report.info(format!("the {} steps run are the dry run's, in its order", ran.len()));
             let ip = run.public_ip()?;
             ensure!(
                 ip != first_ip,
@@ -261,9 +292,10 @@ impl<'a> Rehearsal<'a> {
             phase.finish();
         }
 
-        // 4. Tests that fail stop the deploy before anything is built.
+        // 4. Tests that fail stop the builds beside them; nothing is pushed.
         {
             let phase = report.phase("rehearsal 4: a deploy whose tests fail");
+            let before = self.latest_digests()?;
             self.replace(CONTROLLER, CHAPTER_MESSAGE, "Success Health Check!!!")?;
             let run = self.xtask(&["deploy", "--sandbox"])?;
             let tests = i32::from(Failure::Tests.exit_code());
@@ -274,11 +306,23 @@ impl<'a> Rehearsal<'a> {
             );
             let started = run.started_phases();
             ensure!(
-                !started.iter().any(|p| p == "build"),
-                "the deploy built images after the tests failed: {started:?}"
+                !started.iter().any(|p| p == "push" || p == "roll"),
+                "the deploy pushed or rolled after the tests failed: {started:?}"
+            );
+            ensure!(
+                run.error().contains("the builds beside it were stopped and nothing was pushed"),
+                "the error must say the builds stopped: {}",
+                run.error()
+            );
+            ensure!(
+                self.latest_digests()? == before,
+                "`latest` moved in ECR although the tests failed"
             );
             self.git(&["checkout", "--", CONTROLLER])?;
-            report.info(format!("exit {tests}, phases started: {}", started.join(", ")));
+            report.info(format!(
+                "exit {tests}, the builds beside the suite stopped, `latest` in ECR unchanged; phases started: {}",
+                started.join(", ")
+            ));
             phase.finish();
         }
 
@@ -385,6 +429,22 @@ impl<'a> Rehearsal<'a> {
             "{url} answered {body}, expected the message {message:?}"
         );
         Ok(())
+    }
+
+    /// `latest` of each repository in the sandbox's ECR.
+    fn latest_digests(&self) -> Result<Vec<Option<String>>> {
+        let (_, target) = self.sandbox()?;
+        let rt = crate::aws::runtime()?;
+        let aws = rt.block_on(crate::aws::Aws::connect(&target));
+        target
+            .images
+            .iter()
+            .map(|i| {
+                let found =
+                    rt.block_on(crate::aws::ecr::tagged_image(&aws.ecr, &i.repository, "latest"))?;
+                Ok(found.map(|f| f.digest))
+            })
+            .collect()
     }
 
     /// The database holds the seed rows exactly once.
@@ -543,9 +603,9 @@ fn first_line(text: &str) -> &str {
 /// The deploy's top-level phases (the others nest inside them).
 const PHASES: [&str; 8] = [
     "preflight",
-    "tests",
+    "entrypoint",
     "log in to the registry",
-    "build",
+    "tests and build",
     "push",
     "check latest in ECR",
     "roll",

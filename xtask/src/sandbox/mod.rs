@@ -73,8 +73,9 @@ pub struct UpOptions {
 }
 
 impl UpOptions {
-    pub fn for_deploy(first: bool) -> UpOptions {
-        UpOptions { repositories: !first }
+    /// A first deploy creates the repositories itself, and shows it.
+    pub fn for_deploy(mode: crate::entrypoint::Mode) -> UpOptions {
+        UpOptions { repositories: mode == crate::entrypoint::Mode::Later }
     }
 }
 

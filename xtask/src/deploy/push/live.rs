@@ -15,7 +15,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::deploy::target::{DeployFile, DeployFlags, Overlay, TargetFlags};
+use crate::aws::ecr::{self, TaggedImage};
+use crate::deploy::plan::{Action, Phase, Plan, PlanOptions};
+use crate::deploy::run;
+use crate::deploy::target::{DeployFile, DeployFlags, Overlay, Target, TargetFlags};
+use crate::docker::DockerConfigDir;
+use crate::entrypoint::Mode;
+
+/// The deploy's options without the tests: these check the build and the push.
+fn opts() -> PlanOptions {
+    PlanOptions { skip_tests: true, ..PlanOptions::new(crate::project::target_dir().join("xtask")) }
+}
 
 /// Live tests share the Docker engine's images: they run one at a time, and each removes
 /// every image the test Dockerfiles made (label `xtask-test=push`) when it ends.
@@ -277,9 +287,23 @@ impl Run {
         Run { sh, report: Reporter::plain(), rt, aws }
     }
 
-    fn deploy(&self, target: &Target, opts: Options) -> Result<Vec<PushedImage>> {
-        let ready = preflight(&self.sh, &self.report, &self.rt, &self.aws, target, opts)?;
-        build_and_push(&self.sh, &self.report, &self.rt, &self.aws, ready)
+    /// The build-and-push steps of the deploy's plan (no ECS service here), run.
+    fn deploy(&self, target: &Target, mode: Mode, opts: PlanOptions) -> Result<Vec<PushedImage>> {
+        let mut plan = Plan::new(target, mode, &opts);
+        let roll =
+            plan.steps.iter().position(|s| s.phase == Phase::Roll).unwrap_or(plan.steps.len());
+        plan.steps.truncate(roll);
+        plan.steps.retain(|s| {
+            !matches!(
+                s.action,
+                Action::CheckEntrypoint { .. }
+                    | Action::CheckService { .. }
+                    | Action::SetEntrypoint { .. }
+            )
+        });
+        let mut pushed = run::execute(&self.sh, &self.report, target, &plan, &opts)?.pushed;
+        pushed.sort_by(|a, b| b.container.cmp(&a.container));
+        Ok(pushed)
     }
 
     fn latest(&self, repository: &str) -> Option<TaggedImage> {
@@ -320,9 +344,9 @@ fn live_build_push_and_check_twice_gives_new_digests() {
         vec!["zenn-clone-rails".into(), "zenn-clone-nginx".into()],
     );
 
-    let first = run.deploy(&target, Options::new(true)).unwrap();
+    let first = run.deploy(&target, Mode::First, opts()).unwrap();
     show("first", &first);
-    let second = run.deploy(&target, Options::new(false)).unwrap();
+    let second = run.deploy(&target, Mode::Later, opts()).unwrap();
     show("second", &second);
 
     assert_eq!(first.len(), 2);
@@ -347,7 +371,7 @@ fn live_deploy_without_repositories_stops_before_building() {
     let services = Services::start("no-repositories");
     let target = target(&services, RAILS, NGINX);
     let run = Run::new(&target);
-    let err = run.deploy(&target, Options::new(false)).unwrap_err();
+    let err = run.deploy(&target, Mode::Later, opts()).unwrap_err();
     show_error("deploy without repositories", &err);
     assert_eq!(Failure::of(&err), Some(Failure::Preflight));
     assert!(format!("{err:#}").contains("run `cargo xtask first-deploy`"), "{err:#}");
@@ -360,7 +384,7 @@ fn live_broken_dockerfile_fails_the_build_and_pushes_nothing() {
     let services = Services::start("broken");
     let target = target(&services, "xtask/test_data/push/broken", NGINX);
     let run = Run::new(&target);
-    let err = run.deploy(&target, Options::new(true)).unwrap_err();
+    let err = run.deploy(&target, Mode::First, opts()).unwrap_err();
     show_error("broken Dockerfile", &err);
     assert_eq!(Failure::exit_code_of(&err), Failure::Build.exit_code());
     let msg = format!("{err:#}");
@@ -429,8 +453,8 @@ fn live_latest_that_does_not_move_is_a_push_failure_showing_both_digests() {
         let put = run.aws.ecr.put_image().repository_name(repo).image_tag(LATEST);
         run.rt.block_on(put.image_digest(STALE_DIGEST).image_manifest(manifest).send()).unwrap();
     }
-    let opts = Options { settle_timeout: Duration::from_secs(2), ..Options::new(false) };
-    let err = run.deploy(&target, opts).unwrap_err();
+    let opts = PlanOptions { settle_timeout: Duration::from_secs(2), ..opts() };
+    let err = run.deploy(&target, Mode::Later, opts).unwrap_err();
     show_error("latest does not move", &err);
     assert_eq!(Failure::of(&err), Some(Failure::Push));
     let msg = format!("{err:#}");
@@ -479,7 +503,7 @@ fn live_registry_stopped_during_push_fails_the_push() {
     );
     let docker = docker_killing_registry(&services.dir, services.registry.id());
     let started = Instant::now();
-    let err = run.deploy(&target, Options { docker, ..Options::new(true) }).unwrap_err();
+    let err = run.deploy(&target, Mode::First, PlanOptions { docker, ..opts() }).unwrap_err();
     show_error("registry stopped during push", &err);
     eprintln!("failed after {:?}", started.elapsed());
     assert_eq!(Failure::exit_code_of(&err), Failure::Push.exit_code());
@@ -497,7 +521,7 @@ fn live_missing_docker_daemon_is_a_preflight_failure() {
     let target = target(&services, RAILS, NGINX);
     let run = Run::new(&target);
     let _host = run.sh.push_env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
-    let err = run.deploy(&target, Options::new(true)).unwrap_err();
+    let err = run.deploy(&target, Mode::First, opts()).unwrap_err();
     show_error("no daemon", &err);
     assert_eq!(Failure::of(&err), Some(Failure::Preflight));
     assert!(format!("{err:#}").contains("start Docker"), "{err:#}");
@@ -588,7 +612,7 @@ fn bench_chapter_script_against_xtask() {
 
         fresh_payload();
         let started = Instant::now();
-        let pushed = run.deploy(&target, Options::new(false)).unwrap();
+        let pushed = run.deploy(&target, Mode::Later, opts()).unwrap();
         xtask_times.push(started.elapsed());
         digests.push(pushed.iter().map(|p| p.digest.clone()).collect::<Vec<_>>());
     }

@@ -1,0 +1,247 @@
+//! What a deploy leaves: the summary, and the checks of the service it rolls.
+
+use anyhow::{anyhow, Context, Result};
+use tokio::runtime::Runtime;
+
+use crate::aws::ecs::{Ecs, EcsApi, TaskDefinitionSnapshot};
+use crate::deploy::push::{PushedImage, LATEST};
+use crate::deploy::roll::RollOutcome;
+use crate::deploy::run::Finished;
+use crate::deploy::target::Target;
+use crate::deploy::verify::VerifyOutcome;
+use crate::entrypoint::Mode;
+use crate::event::{Event, ImageView, Outcome, PhaseView, Seeded};
+use crate::failure::Failure;
+use crate::report::{human_duration, Reporter};
+
+/// The command that deploys in `mode`.
+pub fn command(mode: Mode) -> &'static str {
+    match mode {
+        Mode::First => "first-deploy",
+        Mode::Later => "deploy",
+    }
+}
+
+/// One set of images pushed, rolled out and verified.
+pub struct Shipped {
+    pub pushed: Vec<PushedImage>,
+    pub outcome: RollOutcome,
+    pub public_ip: Option<String>,
+    pub verified: VerifyOutcome,
+}
+
+pub fn print(report: &Reporter, target: &Target, mode: Mode, finished: &Finished) {
+    let (shipped, definition) = (&finished.shipped, finished.definition.as_ref());
+    let (Some(first), Some(now)) = (shipped.first(), shipped.last()) else { return };
+    let later = (shipped.len() > 1).then_some(now);
+    {
+        let task = now.outcome.tasks.first();
+        report.line("");
+        report.line(&format!(
+            "{} succeeded in {}",
+            command(mode),
+            human_duration(report.elapsed())
+        ));
+        if later.is_some() {
+            let seeded = first.outcome.tasks.first().map_or("-", |t| t.id.as_str());
+            report.line(&format!(
+                "  seeded  task {seeded} ran {} (first mode), answered {} {}",
+                target.entrypoint.first_deploy_only.join(", "),
+                first.verified.status,
+                first.public_ip.as_deref().unwrap_or("")
+            ));
+            for image in &first.pushed {
+                report.line(&format!("  first   {}  {}", image.uri, image.digest));
+            }
+            report.line("  now     the later-mode image: a replacement task never seeds again");
+        }
+        for image in &finished.pushed {
+            report.line(&format!("  image   {}:latest  {}", image.uri, image.digest));
+        }
+        if let Some(task) = task {
+            report.line(&format!("  task    {}  ({})", task.id, now.outcome.deployment_id));
+        }
+        if let Some(ip) = &now.public_ip {
+            report.line(&format!("  address {ip}"));
+        }
+        report.line(&format!(
+            "  health  {} → {}{}",
+            now.verified.url,
+            now.verified.status,
+            now.verified.message.as_deref().map(|m| format!(" {m:?}")).unwrap_or_default()
+        ));
+        if let Some(task) = task {
+            for command in log_commands(target.logs_command.as_deref(), &task.id, definition) {
+                report.line(&format!("  logs    {command}"));
+            }
+        }
+        let phases: Vec<String> = report
+            .phases()
+            .iter()
+            .map(|p| format!("{} {}", p.name, human_duration(p.duration)))
+            .collect();
+        report.line(&format!("  phases  {}", phases.join(", ")));
+        let images = |pushed: &[PushedImage]| {
+            pushed
+                .iter()
+                .map(|p| ImageView {
+                    container: p.container.clone(),
+                    uri: p.uri.clone(),
+                    digest: p.digest.clone(),
+                    tags: p.tags.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        report.emit(Event::Result(Outcome {
+            ok: true,
+            command: Some(command(mode).to_string()),
+            target: Some(target.name.clone()),
+            images: images(&finished.pushed),
+            task_id: task.map(|t| t.id.clone()),
+            public_ip: now.public_ip.clone(),
+            health: Some(now.verified.view()),
+            seeded_by: later.map(|_| Seeded {
+                task_id: first.outcome.tasks.first().map(|t| t.id.clone()),
+                public_ip: first.public_ip.clone(),
+                images: images(&first.pushed),
+            }),
+            phases: report
+                .phases()
+                .iter()
+                .map(|p| PhaseView {
+                    phase: p.name.to_string(),
+                    duration_s: p.duration.as_secs_f64(),
+                    ok: p.ok,
+                })
+                .collect(),
+            duration_s: Some(report.elapsed().as_secs_f64()),
+            ..Outcome::default()
+        }));
+    }
+}
+
+/// Where to read the new task's container logs (the chapter's look at the log for db:create
+/// and db:seed): the sandbox's command, or CloudWatch through the task definition's awslogs.
+fn log_commands(
+    command: Option<&str>,
+    task_id: &str,
+    definition: Option<&TaskDefinitionSnapshot>,
+) -> Vec<String> {
+    if let Some(command) = command {
+        return vec![command.replace("{task_id}", task_id)];
+    }
+    definition
+        .into_iter()
+        .flat_map(|d| &d.containers)
+        .filter_map(|c| {
+            let (group, prefix) = (c.log_group.as_ref()?, c.log_stream_prefix.as_ref()?);
+            Some(format!("aws logs tail {group} --log-stream-names {prefix}/{}/{task_id}", c.name))
+        })
+        .collect()
+}
+
+/// What preflight learnt of the service.
+pub struct ServiceCheck {
+    /// Tasks it runs now.
+    pub running: i32,
+    /// Its task definition, when it has one.
+    pub definition: Option<TaskDefinitionSnapshot>,
+}
+
+/// The service exists and is active, and its task definition follows the repositories'
+/// `latest` (a pinned tag or digest would make the push change nothing).
+pub fn check_service(
+    rt: &Runtime,
+    ecs: &Ecs,
+    target: &Target,
+    report: &Reporter,
+) -> Result<ServiceCheck> {
+    let service = rt
+        .block_on(ecs.describe_service(&target.cluster, &target.service))
+        .context(Failure::Preflight)?;
+    if service.status != "ACTIVE" {
+        return Err(anyhow!(
+            "service `{}` in cluster `{}` is {}, not ACTIVE: re-create it or fix `service` in deploy.toml",
+            target.service,
+            target.cluster,
+            service.status
+        )
+        .context(Failure::Preflight));
+    }
+    let Some(arn) = &service.task_definition else {
+        return Ok(ServiceCheck { running: service.running, definition: None });
+    };
+    let definition = rt.block_on(ecs.describe_task_definition(arn)).context(Failure::Preflight)?;
+    for image in &target.images {
+        let Some(container) = definition.containers.iter().find(|c| c.name == image.container)
+        else {
+            report.warn(format!(
+                "the service's task definition has no container `{}`: its image is pushed but not deployed",
+                image.container
+            ));
+            continue;
+        };
+        if let Some(uri) = &container.image {
+            if !follows_latest(uri, &image.repository) {
+                report.warn(format!(
+                    "container `{}` runs `{uri}`, not `{}:latest`: the new image reaches it only with a task definition that names `latest`",
+                    image.container, image.repository
+                ));
+            }
+        }
+    }
+    Ok(ServiceCheck { running: service.running, definition: Some(definition) })
+}
+
+/// `…/zenn-clone-rails` or `…/zenn-clone-rails:latest`.
+fn follows_latest(uri: &str, repository: &str) -> bool {
+    let name_and_tag = uri.rsplit('/').next().unwrap_or(uri);
+    if name_and_tag.contains('@') {
+        return false;
+    }
+    match name_and_tag.split_once(':') {
+        Some((name, tag)) => name == repository && tag == LATEST,
+        None => name_and_tag == repository,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_commands_name_the_new_task_stream_per_container() {
+        use crate::aws::ecs::ContainerDefinitionSnapshot;
+        let container = |name: &str, logs: bool| ContainerDefinitionSnapshot {
+            name: name.to_string(),
+            image: None,
+            essential: true,
+            has_health_check: true,
+            log_group: logs.then(|| "/ecs/zenn-clone-task-definition-backend".to_string()),
+            log_stream_prefix: logs.then(|| "ecs".to_string()),
+        };
+        let definition = TaskDefinitionSnapshot {
+            arn: "td".to_string(),
+            containers: vec![container("rails", true), container("nginx", false)],
+        };
+        assert_eq!(
+            log_commands(None, "abc", Some(&definition)),
+            ["aws logs tail /ecs/zenn-clone-task-definition-backend --log-stream-names ecs/rails/abc"]
+        );
+        assert_eq!(
+            log_commands(Some("cargo xtask sandbox logs {task_id}"), "abc", Some(&definition)),
+            ["cargo xtask sandbox logs abc"]
+        );
+        assert!(log_commands(None, "abc", None).is_empty());
+    }
+
+    #[test]
+    fn follows_latest_accepts_untagged_and_latest_only() {
+        let repo = "zenn-clone-rails";
+        assert!(follows_latest("1.dkr.ecr.ap-northeast-1.amazonaws.com/zenn-clone-rails", repo));
+        assert!(follows_latest("127.0.0.1:5011/zenn-clone-rails:latest", repo));
+        assert!(!follows_latest("127.0.0.1:5011/zenn-clone-rails:v3", repo));
+        assert!(!follows_latest("1.dkr.ecr.x.amazonaws.com/zenn-clone-rails@sha256:ab", repo));
+        assert!(!follows_latest("1.dkr.ecr.x.amazonaws.com/zenn-clone-nginx", repo));
+    }
+}
