@@ -11,6 +11,7 @@ mod event;
 mod failure;
 mod fingerprint;
 mod interrupt;
+mod poll;
 mod project;
 mod report;
 mod rspec;

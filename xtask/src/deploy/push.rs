@@ -18,13 +18,13 @@ use crate::deploy::target::Image;
 use crate::docker::{self, Docker, JobOutput, JobStatus};
 use crate::event::Detail;
 use crate::failure::Failure;
+use crate::poll::{Backoff, Schedule};
 use crate::report::Reporter;
 
 pub use crate::deploy::plan::LATEST;
 
 /// ECR is asked again after 100 ms, then twice as long each time, up to 1 s.
-const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(100);
-const MAX_POLL_INTERVAL: Duration = Duration::from_secs(1);
+const POLL: Schedule = Schedule::new(Duration::from_millis(100), 2.0, Duration::from_secs(1));
 
 /// One image, pushed and checked in ECR.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,7 +211,7 @@ pub fn wait_for_latest(
     settle_timeout: Duration,
 ) -> Result<Vec<TaggedImage>> {
     let started = Instant::now();
-    let mut interval = FIRST_POLL_INTERVAL;
+    let mut backoff = Backoff::new(POLL.jittered(0.1));
     let mut found: Vec<Option<TaggedImage>> = vec![None; pushed.len()];
     loop {
         let mut pending = Vec::new();
@@ -256,8 +256,7 @@ pub fn wait_for_latest(
             ),
             Some(Detail::EcrLatest { pending: pending.clone() }),
         );
-        std::thread::sleep(interval);
-        interval = (interval * 2).min(MAX_POLL_INTERVAL);
+        std::thread::sleep(backoff.next_wait());
     }
 }
 

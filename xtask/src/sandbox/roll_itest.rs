@@ -26,8 +26,8 @@ use super::itest::TestSandbox;
 use super::scheduler::driver::{Addresses, Driver, TICK};
 use super::{moto, resources};
 use crate::aws::ecs::{
-    list_all_tasks, DesiredStatus, Ecs, EcsApi, Health, ServiceSnapshot, TaskDefinitionSnapshot,
-    TaskPage, TaskSnapshot,
+    list_all_tasks, DesiredStatus, Ecs, EcsApi, HealthStatus, ServiceSnapshot,
+    TaskDefinitionSnapshot, TaskPage, TaskSnapshot,
 };
 use crate::aws::Aws;
 use crate::deploy::roll::{self, RollOutcome, RollRequest};
@@ -459,11 +459,15 @@ fn both_strategies_roll_only_our_service_when_another_shares_the_cluster() {
         }
         assert_ne!(new.arn, old.task_arn, "{what}");
         assert!(!others.contains(&new.arn), "{what}");
-        assert_eq!((new.last_status.as_str(), new.health), ("RUNNING", Health::Healthy), "{what}");
+        assert_eq!(
+            (new.last_status.as_str(), new.health),
+            ("RUNNING", HealthStatus::Healthy),
+            "{what}"
+        );
         let running: BTreeMap<String, String> = new
             .containers
             .iter()
-            .filter(|c| c.health == Health::Healthy)
+            .filter(|c| c.health == HealthStatus::Healthy)
             .filter_map(|c| Some((c.name.clone(), c.image_digest.clone()?)))
             .collect();
         assert_eq!(running, digests, "{what}: each container HEALTHY on the digest just pushed");
