@@ -15,8 +15,8 @@ use anyhow::{anyhow, Context, Result};
 use tokio::time::Instant;
 
 use crate::aws::ecs::{
-    describe_all_tasks, list_all_tasks, Counting, DesiredStatus, EcsApi, HealthStatus,
-    ServiceSnapshot, TaskDefinitionSnapshot, TaskSnapshot,
+    describe_all_tasks, list_all_tasks, Counting, DesiredStatus, EcsApi, ServiceSnapshot,
+    TaskDefinitionSnapshot, TaskSnapshot,
 };
 use crate::deploy::target::{RollStrategy, Target};
 use crate::failure::Failure;

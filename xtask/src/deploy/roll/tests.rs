@@ -7,6 +7,7 @@ use aws_sdk_ecs::types::{self as sdk, DeploymentRolloutState, HealthStatus as H,
 
 use super::judge::*;
 use super::*;
+use crate::aws::ecs::HealthStatus;
 use crate::aws::ecs::{
     service_snapshot, task_definition_snapshot, task_snapshot, TaskPage, DESCRIBE_TASKS_BATCH,
 };
