@@ -162,8 +162,14 @@ pub trait EcsApi {
     /// At most [`DESCRIBE_TASKS_BATCH`] tasks; tasks ECS no longer knows are left out.
     async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskSnapshot>>;
     async fn stop_task(&self, cluster: &str, arn: &str, reason: &str) -> Result<()>;
-    /// UpdateService with forceNewDeployment; returns the service as the call left it.
-    async fn force_new_deployment(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot>;
+    /// UpdateService onto `task_definition`, or with forceNewDeployment when there is none;
+    /// returns the service as the call left it.
+    async fn update_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        task_definition: Option<&str>,
+    ) -> Result<ServiceSnapshot>;
     async fn describe_task_definition(
         &self,
         task_definition: &str,
@@ -245,9 +251,14 @@ impl<A: EcsApi> EcsApi for Counting<'_, A> {
         self.count("StopTask");
         self.api.stop_task(cluster, arn, reason).await
     }
-    async fn force_new_deployment(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot> {
+    async fn update_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        task_definition: Option<&str>,
+    ) -> Result<ServiceSnapshot> {
         self.count("UpdateService");
-        self.api.force_new_deployment(cluster, service).await
+        self.api.update_service(cluster, service, task_definition).await
     }
     async fn describe_task_definition(
         &self,
@@ -368,19 +379,24 @@ impl EcsApi for Ecs {
         Ok(())
     }
 
-    async fn force_new_deployment(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot> {
-        let out = self
-            .client
-            .update_service()
-            .cluster(cluster)
-            .service(service)
-            .force_new_deployment(true)
-            .send()
-            .await
-            .map_err(sdk_error)
-            .with_context(|| {
-                format!("UpdateService (forceNewDeployment) for `{service}` failed")
-            })?;
+    async fn update_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        task_definition: Option<&str>,
+    ) -> Result<ServiceSnapshot> {
+        let update = self.client.update_service().cluster(cluster).service(service);
+        let update = match task_definition {
+            Some(td) => update.task_definition(td),
+            None => update.force_new_deployment(true),
+        };
+        let out = update.send().await.map_err(sdk_error).with_context(|| {
+            format!(
+                "UpdateService ({}) for `{service}` failed",
+                task_definition
+                    .map_or("forceNewDeployment".to_string(), |td| format!("taskDefinition {td}"))
+            )
+        })?;
         out.service()
             .map(service_snapshot)
             .ok_or_else(|| anyhow!("UpdateService for `{service}` returned no service"))

@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 pub mod ec2;
 pub mod ecr;
 pub mod ecs;
+pub mod ecs_json;
+pub mod sts;
 
 use anyhow::{anyhow, Context, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -25,6 +25,8 @@ pub const USERNAME: &str = "{username}";
 pub const GIT_TAG: &str = "{git_tag}";
 /// The tag the task definition follows (it names the image without a tag).
 pub const LATEST: &str = "latest";
+/// The revision this deploy registered (its ARN).
+pub const TASK_DEFINITION: &str = "{task_definition}";
 /// The placeholder of the verify URL for the new task's public IP.
 pub const PUBLIC_IP: &str = "{public_ip}";
 
@@ -87,6 +89,7 @@ pub enum Phase {
     Entrypoint,
     Login,
     TestsAndBuild,
+    Register,
     Build,
     Push,
     CheckLatest,
@@ -101,6 +104,7 @@ impl Phase {
             Phase::Entrypoint => "entrypoint",
             Phase::Login => "log in to the registry",
             Phase::TestsAndBuild => "tests and build",
+            Phase::Register => "register",
             Phase::Build => "build",
             Phase::Push => "push",
             Phase::CheckLatest => "check latest in ECR",
@@ -132,13 +136,23 @@ pub enum Action {
         repositories: Vec<String>,
         create_missing: bool,
     },
-    /// DescribeServices: ACTIVE, following `latest`; `refuse_running` stops a first deploy
-    /// of a service that runs tasks (`warn_running` with `--force`).
+    /// DescribeClusters: ACTIVE, or missing and created below (first deploy).
+    CheckCluster {
+        cluster: String,
+        create_missing: bool,
+    },
+    /// DescribeServices: ACTIVE (or missing and created below, on a first deploy, into the
+    /// subnets and security groups EC2 must know); `refuse_running` stops a first deploy of a
+    /// service that runs tasks (`warn_running` with `--force`).
     CheckService {
         cluster: String,
         service: String,
+        create_missing: bool,
         refuse_running: bool,
         warn_running: bool,
+    },
+    CreateCluster {
+        cluster: String,
     },
     SetEntrypoint {
         file: PathBuf,
@@ -169,6 +183,12 @@ pub enum Action {
         repositories: Vec<String>,
         timeout: Duration,
     },
+    /// The repository's task definition rendered (placeholders, images by digest, tags), its
+    /// drift from the service's revision shown, registered as a new revision.
+    Register {
+        file: PathBuf,
+        mode: Mode,
+    },
     Roll {
         cluster: String,
         service: String,
@@ -182,6 +202,8 @@ pub enum Action {
         expect_message: Option<String>,
         timeout: Duration,
     },
+    /// TagResource `xtask:verified` on the revision: a rollback goes back to one of those.
+    MarkVerified,
 }
 
 impl Plan {
@@ -215,9 +237,14 @@ impl Plan {
         );
         plan.push(
             Phase::Preflight,
+            Action::CheckCluster { cluster: target.cluster.clone(), create_missing: first },
+        );
+        plan.push(
+            Phase::Preflight,
             Action::CheckService {
                 cluster: target.cluster.clone(),
                 service: target.service.clone(),
+                create_missing: first,
                 refuse_running: first && !opts.force,
                 warn_running: first && opts.force,
             },
@@ -229,6 +256,7 @@ impl Plan {
         );
         if first {
             plan.push(Phase::Entrypoint, Action::CreateRepositories { repositories });
+            plan.push(Phase::Entrypoint, Action::CreateCluster { cluster: target.cluster.clone() });
         }
         let registry = target.registry.clone().unwrap_or_else(|| REGISTRY.to_string());
         let config = opts.work.join("docker-config.PID.N");
@@ -258,7 +286,7 @@ impl Plan {
                 action: put_back,
             });
         }
-        plan.roll_and_verify(target);
+        plan.roll_and_verify(target, mode);
 
         if first {
             // The first task has seeded once it is healthy; a replacement must not seed again.
@@ -274,7 +302,7 @@ impl Plan {
             if !rebuilt.is_empty() {
                 let images: Vec<Image> = rebuilt.into_iter().cloned().collect();
                 plan.push(Phase::CheckLatest, check_latest(&images, opts));
-                plan.roll_and_verify(target);
+                plan.roll_and_verify(target, Mode::Later);
             }
         }
         plan
@@ -288,7 +316,8 @@ impl Plan {
         self.steps.push(Step { phase, side_by_side: Some(group), always: false, action });
     }
 
-    fn roll_and_verify(&mut self, target: &Target) {
+    fn roll_and_verify(&mut self, target: &Target, mode: Mode) {
+        self.push(Phase::Register, Action::Register { file: target.task_definition.clone(), mode });
         self.push(
             Phase::Roll,
             Action::Roll {
@@ -310,6 +339,7 @@ impl Plan {
                 timeout: target.verify.timeout,
             },
         );
+        self.push(Phase::Verify, Action::MarkVerified);
     }
 
     /// Each step as `--dry-run --json` and the run's `step_start` events show it.
@@ -429,11 +459,19 @@ impl fmt::Display for Action {
                     "stop if one is missing: `cargo xtask first-deploy` creates them"
                 }
             ),
-            Action::CheckService { cluster, service, refuse_running, warn_running } => {
-                write!(
-                    f,
-                    "check: ecs DescribeServices {service} in cluster {cluster}: ACTIVE, its task definition follows `latest`"
-                )?;
+            Action::CheckCluster { cluster, create_missing } => write!(
+                f,
+                "check: ecs DescribeClusters {cluster}: ACTIVE{}",
+                if *create_missing { ", or created below" } else { "" }
+            ),
+            Action::CreateCluster { cluster } => {
+                write!(f, "ecs: CreateCluster {cluster} if missing")
+            }
+            Action::CheckService { cluster, service, create_missing, refuse_running, warn_running } => {
+                write!(f, "check: ecs DescribeServices {service} in cluster {cluster}: ACTIVE")?;
+                if *create_missing {
+                    f.write_str(", or missing and created below (its subnets and security groups: ec2 DescribeSubnets, DescribeSecurityGroups)")?;
+                }
                 if *refuse_running {
                     f.write_str("; it runs no task yet (else its database is likely seeded: use `deploy`, or --force)")?;
                 }
@@ -478,18 +516,29 @@ impl fmt::Display for Action {
                     human_duration(*timeout)
                 )
             }
-            Action::Roll { cluster, service, strategy, timeout } => match strategy {
-                RollStrategy::ForceNewDeployment => write!(
+            Action::Register { file, mode } => write!(
+                f,
+                "register: {} with {{registry}}, {{account_id}} (sts GetCallerIdentity), {{region}} filled, each built image as <repository>@<pushed digest>, tagged with the commit, the digests, {mode} mode and the xtask version; its drift from the service's revision shown; ecs RegisterTaskDefinition → {TASK_DEFINITION}",
+                file.display()
+            ),
+            Action::Roll { cluster, service, strategy, timeout } => {
+                write!(
                     f,
-                    "roll: ecs UpdateService --cluster {cluster} --service {service} --force-new-deployment; wait (up to {}) for the new task(s) RUNNING, every essential container HEALTHY, running the pushed digests, the deployment COMPLETED, the old task(s) gone",
-                    human_duration(*timeout)
-                ),
-                RollStrategy::StopTasks => write!(
+                    "roll: ecs UpdateService --cluster {cluster} --service {service} --task-definition {TASK_DEFINITION} (CreateService when it is missing)"
+                )?;
+                if *strategy == RollStrategy::StopTasks {
+                    f.write_str(", then ecs StopTask for each task it ran (downtime until the new one is healthy)")?;
+                }
+                write!(
                     f,
-                    "roll: ecs StopTask for each running task of {service} in cluster {cluster} (downtime until the replacement is healthy); wait (up to {}) for the replacement(s) RUNNING, HEALTHY, running the pushed digests",
+                    "; wait (up to {}) for the new task(s) RUNNING on {TASK_DEFINITION}, every essential container HEALTHY, running the pushed digests, the deployment COMPLETED, the old task(s) gone",
                     human_duration(*timeout)
-                ),
-            },
+                )
+            }
+            Action::MarkVerified => write!(
+                f,
+                "verify: ecs TagResource {TASK_DEFINITION} xtask:verified=<now> (a rollback goes back to a verified revision)"
+            ),
             Action::PublicIp => f.write_str(
                 "verify: the new task's public IP from its network interface (ec2 DescribeNetworkInterfaces)",
             ),

@@ -1,17 +1,14 @@
 //! What a deploy leaves: the summary, and the checks of the service it rolls.
 
-use anyhow::{anyhow, Context, Result};
-use tokio::runtime::Runtime;
 
-use crate::aws::ecs::{Ecs, EcsApi, TaskDefinitionSnapshot};
-use crate::deploy::push::{PushedImage, LATEST};
+use crate::aws::ecs::TaskDefinitionSnapshot;
+use crate::deploy::push::PushedImage;
 use crate::deploy::roll::RollOutcome;
 use crate::deploy::run::Finished;
 use crate::deploy::target::Target;
 use crate::deploy::verify::VerifyOutcome;
 use crate::entrypoint::Mode;
 use crate::event::{Event, ImageView, Outcome, PhaseView, Seeded};
-use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
 
 /// The command that deploys in `mode`.
@@ -60,6 +57,12 @@ pub fn print(report: &Reporter, target: &Target, mode: Mode, finished: &Finished
         }
         if let Some(task) = task {
             report.line(&format!("  task    {}  ({})", task.id, now.outcome.deployment_id));
+        }
+        if let Some(revision) = &finished.revision {
+            report.line(&format!("  revision {}  {}", revision.name(), revision.arn));
+        }
+        for created in &finished.created {
+            report.line(&format!("  created {created}"));
         }
         if let Some(ip) = &now.public_ip {
             report.line(&format!("  address {ip}"));
@@ -115,6 +118,9 @@ pub fn print(report: &Reporter, target: &Target, mode: Mode, finished: &Finished
                 })
                 .collect(),
             duration_s: Some(report.elapsed().as_secs_f64()),
+            task_definition: finished.revision.as_ref().map(|r| r.arn.clone()),
+            revision: finished.revision.as_ref().map(|r| r.revision),
+            created: finished.created.clone(),
             ..Outcome::default()
         }));
     }
@@ -138,71 +144,6 @@ fn log_commands(
             Some(format!("aws logs tail {group} --log-stream-names {prefix}/{}/{task_id}", c.name))
         })
         .collect()
-}
-
-/// What preflight learnt of the service.
-pub struct ServiceCheck {
-    /// Tasks it runs now.
-    pub running: i32,
-    /// Its task definition, when it has one.
-    pub definition: Option<TaskDefinitionSnapshot>,
-}
-
-/// The service exists and is active, and its task definition follows the repositories'
-/// `latest` (a pinned tag or digest would make the push change nothing).
-pub fn check_service(
-    rt: &Runtime,
-    ecs: &Ecs,
-    target: &Target,
-    report: &Reporter,
-) -> Result<ServiceCheck> {
-    let service = rt
-        .block_on(ecs.describe_service(&target.cluster, &target.service))
-        .context(Failure::Preflight)?;
-    if service.status != "ACTIVE" {
-        return Err(anyhow!(
-            "service `{}` in cluster `{}` is {}, not ACTIVE: re-create it or fix `service` in deploy.toml",
-            target.service,
-            target.cluster,
-            service.status
-        )
-        .context(Failure::Preflight));
-    }
-    let Some(arn) = &service.task_definition else {
-        return Ok(ServiceCheck { running: service.running, definition: None });
-    };
-    let definition = rt.block_on(ecs.describe_task_definition(arn)).context(Failure::Preflight)?;
-    for image in &target.images {
-        let Some(container) = definition.containers.iter().find(|c| c.name == image.container)
-        else {
-            report.warn(format!(
-                "the service's task definition has no container `{}`: its image is pushed but not deployed",
-                image.container
-            ));
-            continue;
-        };
-        if let Some(uri) = &container.image {
-            if !follows_latest(uri, &image.repository) {
-                report.warn(format!(
-                    "container `{}` runs `{uri}`, not `{}:latest`: the new image reaches it only with a task definition that names `latest`",
-                    image.container, image.repository
-                ));
-            }
-        }
-    }
-    Ok(ServiceCheck { running: service.running, definition: Some(definition) })
-}
-
-/// `…/zenn-clone-rails` or `…/zenn-clone-rails:latest`.
-fn follows_latest(uri: &str, repository: &str) -> bool {
-    let name_and_tag = uri.rsplit('/').next().unwrap_or(uri);
-    if name_and_tag.contains('@') {
-        return false;
-    }
-    match name_and_tag.split_once(':') {
-        Some((name, tag)) => name == repository && tag == LATEST,
-        None => name_and_tag == repository,
-    }
 }
 
 #[cfg(test)]
@@ -233,15 +174,5 @@ mod tests {
             ["cargo xtask sandbox logs abc"]
         );
         assert!(log_commands(None, "abc", None).is_empty());
-    }
-
-    #[test]
-    fn follows_latest_accepts_untagged_and_latest_only() {
-        let repo = "zenn-clone-rails";
-        assert!(follows_latest("1.dkr.ecr.ap-northeast-1.amazonaws.com/zenn-clone-rails", repo));
-        assert!(follows_latest("127.0.0.1:5011/zenn-clone-rails:latest", repo));
-        assert!(!follows_latest("127.0.0.1:5011/zenn-clone-rails:v3", repo));
-        assert!(!follows_latest("1.dkr.ecr.x.amazonaws.com/zenn-clone-rails@sha256:ab", repo));
-        assert!(!follows_latest("1.dkr.ecr.x.amazonaws.com/zenn-clone-nginx", repo));
     }
 }

@@ -42,6 +42,8 @@ pub struct Target {
     pub registry: Option<String>,
     pub cluster: String,
     pub service: String,
+    /// How `first-deploy` creates the service when it is missing.
+    pub service_settings: ServiceSettings,
     /// The task definition kept in the repository (relative to the project root).
     pub task_definition: PathBuf,
     pub strategy: RollStrategy,
@@ -53,6 +55,18 @@ pub struct Target {
     /// How to read a task's container logs, when not through CloudWatch: a command with
     /// `{task_id}` in it.
     pub logs_command: Option<String>,
+}
+
+/// The service `first-deploy` creates when it is missing (`[defaults.service]` and the
+/// target's `service` table; the network of a stand-in comes with its overlay).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceSettings {
+    pub desired_count: i32,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: bool,
+    pub minimum_healthy_percent: i32,
+    pub maximum_percent: i32,
 }
 
 /// Where a target's AWS credentials come from.
@@ -86,6 +100,9 @@ pub struct Overlay {
     pub secret_access_key: String,
     /// How to read a task's container logs (`{task_id}` in it).
     pub logs_command: Option<String>,
+    /// The subnets and security groups of its network, for a service it has none of.
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
 }
 
 /// Deploy settings the command line overrides (flattened into the deploy commands and
@@ -220,13 +237,58 @@ struct RawTarget {
     endpoint_url: Option<String>,
     registry: Option<String>,
     cluster: Option<String>,
-    service: Option<String>,
+    service: Option<RawService>,
     task_definition: Option<PathBuf>,
     strategy: Option<String>,
     images: Option<BTreeMap<String, RawImage>>,
     entrypoint: Option<RawEntrypoint>,
     verify: Option<RawVerify>,
     timeouts: Option<RawTimeouts>,
+}
+
+/// `service = "name"`, or a table with the name and how to create the service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawService {
+    Name(String),
+    Table(RawServiceTable),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServiceTable {
+    name: Option<String>,
+    desired_count: Option<i32>,
+    subnets: Option<Vec<String>>,
+    security_groups: Option<Vec<String>>,
+    assign_public_ip: Option<bool>,
+    minimum_healthy_percent: Option<i32>,
+    maximum_percent: Option<i32>,
+}
+
+impl RawService {
+    fn table(self) -> RawServiceTable {
+        match self {
+            RawService::Name(name) => {
+                RawServiceTable { name: Some(name), ..RawServiceTable::default() }
+            }
+            RawService::Table(table) => table,
+        }
+    }
+
+    /// `self` where set, `base` elsewhere, key by key.
+    fn over(self, base: Option<RawService>) -> RawService {
+        let (a, b) = (self.table(), base.map(RawService::table).unwrap_or_default());
+        RawService::Table(RawServiceTable {
+            name: a.name.or(b.name),
+            desired_count: a.desired_count.or(b.desired_count),
+            subnets: a.subnets.or(b.subnets),
+            security_groups: a.security_groups.or(b.security_groups),
+            assign_public_ip: a.assign_public_ip.or(b.assign_public_ip),
+            minimum_healthy_percent: a.minimum_healthy_percent.or(b.minimum_healthy_percent),
+            maximum_percent: a.maximum_percent.or(b.maximum_percent),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -429,6 +491,27 @@ impl DeployFile {
             (None, Some(t)) => parse_duration(&t).context("key `timeouts.roll`")?,
             (None, None) => Duration::from_secs(600),
         };
+        let service = raw.service.map(RawService::table).unwrap_or_default();
+        let service_settings = ServiceSettings {
+            desired_count: service.desired_count.unwrap_or(1),
+            subnets: match (overlay, service.subnets) {
+                (Some(o), _) => o.subnets.clone(),
+                (None, subnets) => subnets.unwrap_or_default(),
+            },
+            security_groups: match (overlay, service.security_groups) {
+                (Some(o), _) => o.security_groups.clone(),
+                (None, groups) => groups.unwrap_or_default(),
+            },
+            assign_public_ip: service.assign_public_ip.unwrap_or(true),
+            minimum_healthy_percent: service.minimum_healthy_percent.unwrap_or(100),
+            maximum_percent: service.maximum_percent.unwrap_or(200),
+        };
+        if service_settings.desired_count < 1 {
+            bail!(
+                "`service.desired_count` is {}: a deploy needs at least 1 task",
+                service_settings.desired_count
+            );
+        }
         let credentials = match overlay {
             Some(o) => Credentials::Static {
                 access_key_id: o.access_key_id.clone(),
@@ -452,7 +535,8 @@ impl DeployFile {
             endpoint_url,
             registry,
             cluster: raw.cluster.unwrap_or_else(|| "zenn-clone-cluster".to_string()),
-            service: raw.service.unwrap_or_else(|| "zenn-clone-backend-service".to_string()),
+            service: service.name.unwrap_or_else(|| "zenn-clone-backend-service".to_string()),
+            service_settings,
             task_definition: raw
                 .task_definition
                 .unwrap_or_else(|| PathBuf::from("rails/task-definition.json")),
@@ -494,7 +578,10 @@ impl RawTarget {
             endpoint_url: self.endpoint_url.or(base.endpoint_url),
             registry: self.registry.or(base.registry),
             cluster: self.cluster.or(base.cluster),
-            service: self.service.or(base.service),
+            service: match (self.service, base.service) {
+                (Some(top), b) => Some(top.over(b)),
+                (None, b) => b,
+            },
             task_definition: self.task_definition.or(base.task_definition),
             strategy: self.strategy.or(base.strategy),
             images: merge_images(self.images, base.images),
@@ -617,6 +704,20 @@ impl Target {
         );
         line("cluster", self.cluster.clone());
         line("service", self.service.clone());
+        let s = &self.service_settings;
+        line("service.desired_count", s.desired_count.to_string());
+        let none = |v: &[String]| {
+            if v.is_empty() {
+                "(none: first-deploy cannot create the service)".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        line("service.subnets", none(&s.subnets));
+        line("service.security_groups", none(&s.security_groups));
+        line("service.assign_public_ip", s.assign_public_ip.to_string());
+        line("service.minimum_healthy_percent", s.minimum_healthy_percent.to_string());
+        line("service.maximum_percent", s.maximum_percent.to_string());
         line("task_definition", self.task_definition.display().to_string());
         line("strategy", self.strategy.to_string());
         for image in &self.images {
@@ -744,6 +845,8 @@ build_args = { RUBY_IMAGE = "ruby:3.1.2-slim" }
             access_key_id: "sandbox".into(),
             secret_access_key: "sandbox-secret".into(),
             logs_command: Some("cargo xtask sandbox logs {task_id}".into()),
+            subnets: vec!["subnet-1".into()],
+            security_groups: vec!["sg-1".into()],
         }
     }
 

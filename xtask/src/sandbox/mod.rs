@@ -99,6 +99,8 @@ pub fn overlay(moto_port: u16, registry_port: u16) -> Overlay {
         access_key_id: ACCESS_KEY_ID.to_string(),
         secret_access_key: SECRET_ACCESS_KEY.to_string(),
         logs_command: Some("cargo xtask sandbox logs {task_id}".to_string()),
+        subnets: Vec::new(),
+        security_groups: Vec::new(),
     }
 }
 

@@ -376,8 +376,13 @@ impl EcsApi for ClusterWide {
         self.ecs.stop_task(cluster, arn, reason).await
     }
 
-    async fn force_new_deployment(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot> {
-        self.ecs.force_new_deployment(cluster, service).await
+    async fn update_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        task_definition: Option<&str>,
+    ) -> Result<ServiceSnapshot> {
+        self.ecs.update_service(cluster, service, task_definition).await
     }
 
     async fn describe_task_definition(

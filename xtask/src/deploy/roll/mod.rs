@@ -47,6 +47,10 @@ pub struct RollRequest {
     pub poll: Schedule,
     /// Where a stopped task's container logs are read.
     pub logs: LogSource,
+    /// The revision to roll onto (just registered); `None` rolls the current one again.
+    pub task_definition: Option<String>,
+    /// The service was just created onto its revision: its first deployment is watched.
+    pub service_created: bool,
 }
 
 /// Where the containers' logs go, for the hint after a task stops.
@@ -68,6 +72,8 @@ impl RollRequest {
             expected_digests,
             timeout: target.roll_timeout,
             poll: poll_schedule(),
+            task_definition: None,
+            service_created: false,
             logs: match &target.logs_command {
                 Some(command) => LogSource::Command(command.clone()),
                 None => LogSource::CloudWatch,
@@ -170,36 +176,66 @@ async fn drive<A: EcsApi>(
     let running_before: Vec<TaskSnapshot> =
         tracker.known.values().filter(|t| t.desired_status == "RUNNING").cloned().collect();
 
-    let deployment_id = match req.strategy {
-        RollStrategy::ForceNewDeployment => {
-            let updated = api.force_new_deployment(cluster, name).await.context(Failure::Roll)?;
-            let new_primary = primary(&updated).map(|d| d.id.clone()).unwrap_or_default();
-            if new_primary.is_empty() || new_primary == old_primary {
-                return Err(anyhow!(
-                    "UpdateService with forceNewDeployment started no new deployment for `{name}` \
-                     (primary still {old_primary}): run the deploy again"
-                )
-                .context(Failure::Roll));
-            }
-            report.info(format!(
-                "deployment {new_primary} started (forceNewDeployment): ECS starts the new task(s) \
-                 before it stops the old one(s)"
-            ));
-            new_primary
+    let deployment_id = if req.service_created {
+        report.info(format!("deployment {old_primary} of the new service started"));
+        old_primary
+    } else if let Some(td) = &req.task_definition {
+        let updated = api.update_service(cluster, name, Some(td)).await.context(Failure::Roll)?;
+        let new_primary = primary(&updated).map(|d| d.id.clone()).unwrap_or_default();
+        if new_primary.is_empty() || new_primary == old_primary {
+            return Err(anyhow!(
+                "UpdateService onto {td} started no new deployment for `{name}` (primary still \
+                 {old_primary}): run the deploy again"
+            )
+            .context(Failure::Roll));
         }
-        RollStrategy::StopTasks => {
+        report.info(format!("deployment {new_primary} started on {td}"));
+        if req.strategy == RollStrategy::StopTasks {
             report.warn(format!(
-                "stop-tasks: `{name}` serves nothing from when its task stops until the replacement \
+                "stop-tasks: `{name}` serves nothing from when its task stops until the new one \
                  is healthy (downtime); `--strategy force-new-deployment` avoids it"
             ));
             for task in &running_before {
                 api.stop_task(cluster, &task.arn, STOP_REASON).await.context(Failure::Roll)?;
                 report.info(format!("stopped task {} ({})", task.id, task.last_status));
             }
-            if running_before.is_empty() {
-                report.info(format!("`{name}` has no running task: waiting for ECS to start one"));
+        }
+        new_primary
+    } else {
+        match req.strategy {
+            RollStrategy::ForceNewDeployment => {
+                let updated =
+                    api.update_service(cluster, name, None).await.context(Failure::Roll)?;
+                let new_primary = primary(&updated).map(|d| d.id.clone()).unwrap_or_default();
+                if new_primary.is_empty() || new_primary == old_primary {
+                    return Err(anyhow!(
+                    "UpdateService with forceNewDeployment started no new deployment for `{name}` \
+                     (primary still {old_primary}): run the deploy again"
+                )
+                    .context(Failure::Roll));
+                }
+                report.info(format!(
+                "deployment {new_primary} started (forceNewDeployment): ECS starts the new task(s) \
+                 before it stops the old one(s)"
+            ));
+                new_primary
             }
-            old_primary
+            RollStrategy::StopTasks => {
+                report.warn(format!(
+                "stop-tasks: `{name}` serves nothing from when its task stops until the replacement \
+                 is healthy (downtime); `--strategy force-new-deployment` avoids it"
+            ));
+                for task in &running_before {
+                    api.stop_task(cluster, &task.arn, STOP_REASON).await.context(Failure::Roll)?;
+                    report.info(format!("stopped task {} ({})", task.id, task.last_status));
+                }
+                if running_before.is_empty() {
+                    report.info(format!(
+                        "`{name}` has no running task: waiting for ECS to start one"
+                    ));
+                }
+                old_primary
+            }
         }
     };
 

@@ -308,12 +308,17 @@ impl EcsApi for Fake {
         Ok(())
     }
 
-    async fn force_new_deployment(
+    async fn update_service(
         &self,
         _cluster: &str,
         _service: &str,
+        task_definition: Option<&str>,
     ) -> Result<ServiceSnapshot> {
-        self.actions.borrow_mut().push("UpdateService forceNewDeployment".to_string());
+        let action = match task_definition {
+            Some(td) => format!("UpdateService taskDefinition {td}"),
+            None => "UpdateService forceNewDeployment".to_string(),
+        };
+        self.actions.borrow_mut().push(action);
         self.acted.set(true);
         Ok(service_snapshot(&self.after[0].service))
     }
@@ -343,6 +348,8 @@ async fn run(
         timeout,
         poll: Schedule { seed, ..poll_schedule() },
         logs: LogSource::CloudWatch,
+        task_definition: None,
+        service_created: false,
     };
     let started = Instant::now();
     let result = roll(fake, &req, &Reporter::plain()).await;
