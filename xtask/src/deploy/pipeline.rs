@@ -192,8 +192,7 @@ impl Deploy<'_> {
             let phase = report.phase("verify");
             let public_ip = public_ip(rt, aws, target, &outcome)?;
             let request = VerifyRequest::for_target(&target.verify, public_ip.as_deref(), None)?;
-            let verified = verify::verify(&request, report)?;
-            report.event("verify_done", verified.to_json());
+            let verified = rt.block_on(verify::verify(&request, report))?;
             phase.finish();
             (public_ip, verified)
         };

@@ -523,7 +523,7 @@ fn both_strategies_roll_only_our_service_when_another_shares_the_cluster() {
             Some(format!("hello {release}")),
         )
         .unwrap();
-        let verified = verify::verify(&check, &sandbox.report).unwrap();
+        let verified = sandbox.base.block(verify::verify(&check, &sandbox.report)).unwrap();
         assert_eq!(verified.status, 200, "{what}");
 
         eprintln!(
