@@ -815,7 +815,7 @@ impl Run<'_> {
 
     fn verify(&mut self, config: &crate::deploy::target::VerifyConfig) -> Result<()> {
         let request = VerifyRequest::for_target(config, self.public_ip.as_deref(), None)?;
-        let verified: VerifyOutcome = verify::verify(&request, self.report)?;
+        let verified: VerifyOutcome = self.rt.block_on(verify::verify(&request, self.report))?;
         self.report.emit(Event::VerifyDone(verified.view()));
         let outcome = self.roll.take().ok_or_else(|| anyhow!("no roll before the health check"))?;
         self.shipped.push(Shipped {

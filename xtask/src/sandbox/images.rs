@@ -431,7 +431,7 @@ mod tests {
     /// Builds the real images (root, Docker and deb.debian.org needed): `cargo test -p xtask
     /// -- --ignored base_images`.
     #[test]
-    #[ignore]
+    #[ignore = "needs Docker, mmdebstrap, root and deb.debian.org (only Docker once the base images are built): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
     fn base_images_are_built_then_reused() {
         let sh = Shell::new().unwrap();
         let report = Reporter::plain();

@@ -152,7 +152,7 @@ impl Drop for TestSandbox {
 }
 
 #[test]
-#[ignore = "starts moto; run by `cargo xtask ci` (cargo test -- --include-ignored)"]
+#[ignore = "needs moto (the sandbox's venv, made with python3-venv from PyPI once): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn ecs_and_ec2_calls_of_the_deploy_answer_as_on_aws() {
     let sandbox = TestSandbox::start("ecs", false);
     let aws = sandbox.aws();
@@ -399,7 +399,7 @@ fn ecs_and_ec2_calls_of_the_deploy_answer_as_on_aws() {
 }
 
 #[test]
-#[ignore = "starts moto and the registry, runs docker; run by `cargo xtask ci` (cargo test -- --include-ignored)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn a_docker_push_shows_in_describe_images_with_its_digest() {
     let sandbox = TestSandbox::start("ecr", true);
     let aws = sandbox.aws();

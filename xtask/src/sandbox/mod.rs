@@ -793,3 +793,12 @@ pub fn serve_process(args: ServeArgs) -> Result<()> {
     );
     serve::serve(listener, &serve::Mirror { aws, registry: overlay.registry })
 }
+
+/// The python of the sandbox's moto venv, made first when missing: the push tests run moto
+/// from it, as a fresh host's python3 has no moto.
+#[cfg(test)]
+pub fn moto_python(report: &Reporter) -> Result<PathBuf> {
+    let layout = Layout::standard();
+    moto::ensure_venv(&Shell::new()?, &layout, report)?;
+    Ok(layout.venv.join("bin/python"))
+}

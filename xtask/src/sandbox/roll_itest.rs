@@ -411,7 +411,7 @@ fn secs(d: Option<Duration>) -> String {
 }
 
 #[test]
-#[ignore = "starts the sandbox (moto, registry, scheduler), builds and runs containers; run by `cargo xtask ci` (cargo test -- --include-ignored)"]
+#[ignore = "needs Docker, docker-registry, busybox-static and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn both_strategies_roll_only_our_service_when_another_shares_the_cluster() {
     let sandbox = RollSandbox::start();
     let (cluster, service) = (sandbox.cluster().to_string(), sandbox.service().to_string());
@@ -532,7 +532,7 @@ fn both_strategies_roll_only_our_service_when_another_shares_the_cluster() {
             Some(format!("hello {release}")),
         )
         .unwrap();
-        let verified = verify::verify(&check, &sandbox.report).unwrap();
+        let verified = sandbox.base.block(verify::verify(&check, &sandbox.report)).unwrap();
         assert_eq!(verified.status, 200, "{what}");
 
         eprintln!(

@@ -3,7 +3,9 @@
 //!
 //! moto's ECR has no registry, so the test mirrors what reaches the registry into moto
 //! (`PutImage` with the registry's manifest and digest), as the sandbox will. The library
-//! never does this. Run: `cargo test -p xtask -- --ignored --nocapture live_` (and `bench_`).
+//! never does this. moto runs from the sandbox's venv (made when missing), or from the python
+//! `XTASK_TEST_PYTHON` names. Run: `cargo test -p xtask -- --ignored --nocapture live_` (and
+//! `bench_`).
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -91,14 +93,17 @@ impl Services {
             .expect("docker-registry (Debian package docker-registry)");
 
         let moto_port = free_port().to_string();
-        let python = std::env::var("XTASK_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let python =
+            std::env::var_os("XTASK_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+                crate::sandbox::moto_python(&Reporter::plain()).expect("the sandbox's moto venv")
+            });
         let moto = Command::new(python)
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &moto_port])
             .stdout(log("moto.log"))
             .stderr(log("moto.log"))
             .stdin(Stdio::null())
             .spawn()
-            .expect("python3 with moto[server]");
+            .expect("the sandbox's venv python, or XTASK_TEST_PYTHON, with moto[server]");
         let moto_url = format!("http://127.0.0.1:{moto_port}");
 
         let services = Services { _turn: turn, dir, registry, registry_addr, moto, moto_url };
@@ -333,7 +338,7 @@ fn show_error(label: &str, err: &anyhow::Error) {
 }
 
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_build_push_and_check_twice_gives_new_digests() {
     let services = Services::start("twice");
     let target = target(&services, RAILS, NGINX);
@@ -366,7 +371,7 @@ fn live_build_push_and_check_twice_gives_new_digests() {
 }
 
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_deploy_without_repositories_stops_before_building() {
     let services = Services::start("no-repositories");
     let target = target(&services, RAILS, NGINX);
@@ -379,7 +384,7 @@ fn live_deploy_without_repositories_stops_before_building() {
 }
 
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_broken_dockerfile_fails_the_build_and_pushes_nothing() {
     let services = Services::start("broken");
     let target = target(&services, "xtask/test_data/push/broken", NGINX);
@@ -397,7 +402,7 @@ fn live_broken_dockerfile_fails_the_build_and_pushes_nothing() {
 /// The real `docker login`, started as the pipeline starts it, behind a wrapper that records
 /// the process's own `/proc/<pid>/cmdline` and `environ` and then `exec`s docker in place.
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_login_password_reaches_docker_on_stdin_only() {
     use std::os::unix::fs::PermissionsExt;
     let services = Services::start("login-argv");
@@ -441,7 +446,7 @@ const STALE_DIGEST: &str =
     "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_latest_that_does_not_move_is_a_push_failure_showing_both_digests() {
     let services = Services::start("latest-stale");
     let target = target(&services, RAILS, NGINX);
@@ -491,7 +496,7 @@ exec docker "$@"
 }
 
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_registry_stopped_during_push_fails_the_push() {
     let services = Services::start("registry-stopped");
     let target = target(&services, RAILS, NGINX);
@@ -515,7 +520,7 @@ fn live_registry_stopped_during_push_fails_the_push() {
 }
 
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs docker-registry and moto (the sandbox's venv), Docker not: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_missing_docker_daemon_is_a_preflight_failure() {
     let services = Services::start("no-daemon");
     let target = target(&services, RAILS, NGINX);
@@ -544,7 +549,7 @@ fn write_payload(path: &Path, mb: usize, seed: u64) {
 /// The chapter's commands one after another (xtask/bench/chapter_push.sh) against the
 /// xtask, alternately, twice each; prints the wall times.
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server); takes minutes"]
+#[ignore = "a benchmark of minutes, needs Docker, docker-registry and moto (the sandbox's venv): run by hand (cargo test -- --ignored --nocapture bench_)"]
 fn bench_chapter_script_against_xtask() {
     let mb: usize = std::env::var("XTASK_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
     let services = Services::start("bench");

@@ -2,6 +2,9 @@
 //! test's own on 127.0.0.1, so every task pulls through a registry as in the sandbox. Each test
 //! has its own sandbox name, network, registry and loopback address, and removes only what it
 //! made, even when it fails (`TestSandbox`'s `Drop`).
+//!
+//! They need Docker and `docker-registry`, so they are `#[ignore]`d for the quick `cargo test`;
+//! `cargo xtask ci` runs them with `cargo test -p xtask -- --include-ignored`.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
@@ -244,6 +247,7 @@ fn instant(rfc3339: &str) -> (String, u32) {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn a_web_container_waits_for_its_app_to_be_healthy_then_serves_on_the_task_address() {
     let sandbox = TestSandbox::new();
     let def = sandbox.definition(
@@ -326,6 +330,7 @@ fn a_web_container_waits_for_its_app_to_be_healthy_then_serves_on_the_task_addre
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn an_essential_container_that_exits_stops_the_task_with_its_exit_code() {
     let sandbox = TestSandbox::new();
     let def = sandbox.definition(
@@ -365,6 +370,7 @@ fn an_essential_container_that_exits_stops_the_task_with_its_exit_code() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn an_image_the_registry_lacks_or_a_secret_the_sandbox_lacks_fails_the_start() {
     let sandbox = TestSandbox::new();
     let missing = format!("{}/does-not-exist", sandbox.registry_addr);
@@ -404,6 +410,7 @@ fn an_image_the_registry_lacks_or_a_secret_the_sandbox_lacks_fails_the_start() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn a_health_check_that_never_passes_is_unhealthy_and_its_dependent_gives_up() {
     let sandbox = TestSandbox::new();
     let def = sandbox.definition(
@@ -434,6 +441,7 @@ fn a_health_check_that_never_passes_is_unhealthy_and_its_dependent_gives_up() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn a_task_started_after_a_push_runs_the_new_latest() {
     let sandbox = TestSandbox::new();
     let def = sandbox.definition(
@@ -466,6 +474,7 @@ fn a_task_started_after_a_push_runs_the_new_latest() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn a_task_pulls_by_digest_and_never_moves_the_tag_a_deploy_builds_under() {
     let sandbox = TestSandbox::new();
     let sh = Shell::new().unwrap();
