@@ -94,6 +94,8 @@ pub enum Event {
     Config {
         target: serde_json::Value,
     },
+    /// What runs now (`cargo xtask status`).
+    Status(StatusView),
     /// How the command ended.
     Result(Outcome),
 }
@@ -224,6 +226,108 @@ pub struct Seeded {
     pub task_id: Option<String>,
     pub public_ip: Option<String>,
     pub images: Vec<ImageView>,
+}
+
+/// What `cargo xtask status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub service: String,
+    pub cluster: String,
+    /// The service's revision (ARN) and its number.
+    pub task_definition: Option<String>,
+    pub revision: Option<i64>,
+    /// From the revision's tags.
+    pub git_commit: Option<String>,
+    pub entrypoint_mode: Option<String>,
+    pub verified: Option<String>,
+    pub desired: i64,
+    pub running: i64,
+    pub images: Vec<RunningImage>,
+    pub tasks: Vec<RunningTask>,
+    pub deployments: Vec<DeploymentView>,
+    /// Whether the repository's definition differs from the revision (images aside).
+    pub drift: bool,
+    pub drift_fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningImage {
+    pub container: String,
+    pub image: String,
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningTask {
+    pub task_arn: String,
+    pub last_status: String,
+    pub health: String,
+    pub public_ip: Option<String>,
+    pub task_definition: Option<String>,
+    /// Container → the digest it runs.
+    pub digests: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentView {
+    pub id: String,
+    pub status: String,
+    pub rollout_state: Option<String>,
+    pub task_definition: Option<String>,
+    pub running: i64,
+}
+
+impl StatusView {
+    /// The human form.
+    pub fn describe(&self) -> String {
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
+        let mut out = format!(
+            "service   {} in cluster {}
+",
+            self.service, self.cluster
+        );
+        out.push_str(&format!(
+            "revision  {} ({}), commit {}, entrypoint {} mode, verified {}\n",
+            self.revision.map_or("-".to_string(), |r| r.to_string()),
+            dash(&self.task_definition),
+            dash(&self.git_commit),
+            dash(&self.entrypoint_mode),
+            dash(&self.verified),
+        ));
+        for i in &self.images {
+            out.push_str(&format!("image     {:<8} {}\n", i.container, i.image));
+        }
+        out.push_str(&format!("tasks     desired {}, running {}\n", self.desired, self.running));
+        for t in &self.tasks {
+            let id = t.task_arn.rsplit('/').next().unwrap_or(&t.task_arn);
+            let td = t.task_definition.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or("-");
+            out.push_str(&format!(
+                "  task    {id} {} {} at {} ({td})\n",
+                t.last_status,
+                t.health,
+                t.public_ip.as_deref().unwrap_or("no public IP")
+            ));
+        }
+        for d in &self.deployments {
+            let td = d.task_definition.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or("-");
+            out.push_str(&format!(
+                "  deployment {} {} {} ({td}, {} running)\n",
+                d.id,
+                d.status,
+                d.rollout_state.as_deref().unwrap_or("-"),
+                d.running
+            ));
+        }
+        if self.drift {
+            out.push_str("drift     the repository's task definition differs (images aside):\n");
+            for f in &self.drift_fields {
+                out.push_str(&format!("  {f}\n"));
+            }
+        } else {
+            out.push_str("drift     none (images aside)\n");
+        }
+        out
+    }
 }
 
 /// The last event of every command: success with what a deploy left, or the error.

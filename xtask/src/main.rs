@@ -64,6 +64,16 @@ enum Command {
     /// Every later deploy: entrypoint in later mode, build, push, roll, verify
     #[command(after_help = failure::exit_code_table())]
     Deploy(commands::deploy::Args),
+    /// Print the task definition a deploy would register (RegisterTaskDefinition's JSON)
+    Render(commands::render::Args),
+    /// Show what differs between the repository's task definition and the service's revision
+    #[command(after_help = failure::exit_code_table())]
+    Diff(commands::diff::Args),
+    /// Show what runs: the service's revision, commit, digests, tasks, deployments, drift
+    Status(commands::status::Args),
+    /// Put the service back on an earlier revision (exact images, by digest) and verify
+    #[command(after_help = failure::exit_code_table())]
+    Rollback(commands::rollback::Args),
     /// Rehearse the chapter end to end in the sandbox (first deploy, the change, redeploys)
     Rehearse(commands::rehearse::Args),
 }
@@ -94,6 +104,10 @@ fn run(command: Command, report: &Reporter) -> anyhow::Result<()> {
         Command::Sandbox(args) => args.run(&sh, report),
         Command::FirstDeploy(args) => commands::deploy::run(&sh, report, args, Mode::First),
         Command::Deploy(args) => commands::deploy::run(&sh, report, args, Mode::Later),
+        Command::Render(args) => args.run(&sh, report),
+        Command::Diff(args) => args.run(&sh, report),
+        Command::Status(args) => args.run(&sh, report),
+        Command::Rollback(args) => args.run(&sh, report),
         Command::Rehearse(args) => args.run(&sh, report),
     }
 }

@@ -2,6 +2,7 @@
 //! the new task verified.
 
 pub mod drift;
+pub mod inspect;
 pub mod plan;
 pub mod push;
 pub mod render;

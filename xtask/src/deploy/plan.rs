@@ -204,6 +204,11 @@ pub enum Action {
     },
     /// TagResource `xtask:verified` on the revision: a rollback goes back to one of those.
     MarkVerified,
+    /// A rollback's revision: the roll goes onto it and expects the digests its tags give.
+    Select {
+        revision: String,
+        digests: std::collections::BTreeMap<String, String>,
+    },
 }
 
 impl Plan {
@@ -308,6 +313,32 @@ impl Plan {
         plan
     }
 
+    /// A rollback onto `revision` (an ARN), whose images are `digests` (container → digest).
+    pub fn rollback(
+        target: &Target,
+        revision: &str,
+        digests: std::collections::BTreeMap<String, String>,
+    ) -> Plan {
+        let mut plan = Plan { mode: Mode::Later, steps: Vec::new() };
+        plan.push(
+            Phase::Preflight,
+            Action::CheckCluster { cluster: target.cluster.clone(), create_missing: false },
+        );
+        plan.push(
+            Phase::Preflight,
+            Action::CheckService {
+                cluster: target.cluster.clone(),
+                service: target.service.clone(),
+                create_missing: false,
+                refuse_running: false,
+                warn_running: false,
+            },
+        );
+        plan.push(Phase::Register, Action::Select { revision: revision.to_string(), digests });
+        plan.roll_and_verify_only(target);
+        plan
+    }
+
     fn push(&mut self, phase: Phase, action: Action) {
         self.steps.push(Step { phase, side_by_side: None, always: false, action });
     }
@@ -318,6 +349,10 @@ impl Plan {
 
     fn roll_and_verify(&mut self, target: &Target, mode: Mode) {
         self.push(Phase::Register, Action::Register { file: target.task_definition.clone(), mode });
+        self.roll_and_verify_only(target);
+    }
+
+    fn roll_and_verify_only(&mut self, target: &Target) {
         self.push(
             Phase::Roll,
             Action::Roll {
@@ -534,6 +569,10 @@ impl fmt::Display for Action {
                     "; wait (up to {}) for the new task(s) RUNNING on {TASK_DEFINITION}, every essential container HEALTHY, running the pushed digests, the deployment COMPLETED, the old task(s) gone",
                     human_duration(*timeout)
                 )
+            }
+            Action::Select { revision, digests } => {
+                let images: Vec<String> = digests.iter().map(|(c, d)| format!("{c} {d}")).collect();
+                write!(f, "rollback: onto {revision} ({TASK_DEFINITION}), images by digest: {}", images.join(", "))
             }
             Action::MarkVerified => write!(
                 f,

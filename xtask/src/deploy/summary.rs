@@ -1,6 +1,5 @@
 //! What a deploy leaves: the summary, and the checks of the service it rolls.
 
-
 use crate::aws::ecs::TaskDefinitionSnapshot;
 use crate::deploy::push::PushedImage;
 use crate::deploy::roll::RollOutcome;
@@ -84,46 +83,55 @@ pub fn print(report: &Reporter, target: &Target, mode: Mode, finished: &Finished
             .map(|p| format!("{} {}", p.name, human_duration(p.duration)))
             .collect();
         report.line(&format!("  phases  {}", phases.join(", ")));
-        let images = |pushed: &[PushedImage]| {
-            pushed
-                .iter()
-                .map(|p| ImageView {
-                    container: p.container.clone(),
-                    uri: p.uri.clone(),
-                    digest: p.digest.clone(),
-                    tags: p.tags.clone(),
-                })
-                .collect::<Vec<_>>()
-        };
-        report.emit(Event::Result(Outcome {
-            ok: true,
-            command: Some(command(mode).to_string()),
-            target: Some(target.name.clone()),
-            images: images(&finished.pushed),
-            task_id: task.map(|t| t.id.clone()),
-            public_ip: now.public_ip.clone(),
-            health: Some(now.verified.view()),
-            seeded_by: later.map(|_| Seeded {
-                task_id: first.outcome.tasks.first().map(|t| t.id.clone()),
-                public_ip: first.public_ip.clone(),
-                images: images(&first.pushed),
-            }),
-            phases: report
-                .phases()
-                .iter()
-                .map(|p| PhaseView {
-                    phase: p.name.to_string(),
-                    duration_s: p.duration.as_secs_f64(),
-                    ok: p.ok,
-                })
-                .collect(),
-            duration_s: Some(report.elapsed().as_secs_f64()),
-            task_definition: finished.revision.as_ref().map(|r| r.arn.clone()),
-            revision: finished.revision.as_ref().map(|r| r.revision),
-            created: finished.created.clone(),
-            ..Outcome::default()
-        }));
+        emit_result(report, target, command(mode), finished);
     }
+}
+
+fn images(pushed: &[PushedImage]) -> Vec<ImageView> {
+    pushed
+        .iter()
+        .map(|p| ImageView {
+            container: p.container.clone(),
+            uri: p.uri.clone(),
+            digest: p.digest.clone(),
+            tags: p.tags.clone(),
+        })
+        .collect()
+}
+
+/// The `result` event of a run that succeeded.
+pub fn emit_result(report: &Reporter, target: &Target, command: &str, finished: &Finished) {
+    let (first, now) = (finished.shipped.first(), finished.shipped.last());
+    let later = (finished.shipped.len() > 1).then_some(());
+    let task = now.and_then(|n| n.outcome.tasks.first());
+    report.emit(Event::Result(Outcome {
+        ok: true,
+        command: Some(command.to_string()),
+        target: Some(target.name.clone()),
+        images: images(&finished.pushed),
+        task_id: task.map(|t| t.id.clone()),
+        public_ip: now.and_then(|n| n.public_ip.clone()),
+        health: now.map(|n| n.verified.view()),
+        seeded_by: later.and(first).map(|first| Seeded {
+            task_id: first.outcome.tasks.first().map(|t| t.id.clone()),
+            public_ip: first.public_ip.clone(),
+            images: images(&first.pushed),
+        }),
+        phases: report
+            .phases()
+            .iter()
+            .map(|p| PhaseView {
+                phase: p.name.to_string(),
+                duration_s: p.duration.as_secs_f64(),
+                ok: p.ok,
+            })
+            .collect(),
+        duration_s: Some(report.elapsed().as_secs_f64()),
+        task_definition: finished.revision.as_ref().map(|r| r.arn.clone()),
+        revision: finished.revision.as_ref().map(|r| r.revision),
+        created: finished.created.clone(),
+        ..Outcome::default()
+    }));
 }
 
 /// Where to read the new task's container logs (the chapter's look at the log for db:create

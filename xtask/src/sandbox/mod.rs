@@ -44,7 +44,7 @@ use crate::deploy::target::{DeployFile, DeployFlags, Overlay, Target, TargetFlag
 use crate::event::Event;
 use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
-use state::{ensure_dir, Component, Lock, State};
+use state::{ensure_dir, Component, Lock, NetworkIds, State};
 
 pub use state::Layout;
 
@@ -65,17 +65,24 @@ const SERVE_PORT: u16 = 5012;
 /// How long a second `up` waits for the first.
 const LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
 
-/// What `up` creates.
-#[derive(Debug, Clone, Copy)]
-pub struct UpOptions {
-    /// Create the ECR repositories (a first deploy creates them itself when missing).
-    pub repositories: bool,
+/// What `up` creates besides the network (an account's VPC, subnet and security group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpOptions {
+    /// The repositories, cluster, task definition and service of the sandbox target.
+    Everything,
+    /// All of those but the ECR repositories.
+    NoRepositories,
+    /// None of them: an empty account, which `first-deploy` fills.
+    Bare,
 }
 
 impl UpOptions {
-    /// A first deploy creates the repositories itself, and shows it.
+    /// A first deploy creates what is missing itself, and shows it.
     pub fn for_deploy(mode: crate::entrypoint::Mode) -> UpOptions {
-        UpOptions { repositories: mode == crate::entrypoint::Mode::Later }
+        match mode {
+            crate::entrypoint::Mode::First => UpOptions::Bare,
+            crate::entrypoint::Mode::Later => UpOptions::Everything,
+        }
     }
 }
 
@@ -86,8 +93,17 @@ pub const REGION: &str = "ap-northeast-1";
 const ACCESS_KEY_ID: &str = "sandbox";
 const SECRET_ACCESS_KEY: &str = "sandbox";
 
-/// What the sandbox hands a deploy: its region, endpoints, registry and keys, on the ports of
-/// its moto and registry.
+/// What the sandbox hands a deploy: its region, endpoints, registry, keys and network, on the
+/// ports of its moto and registry.
+pub fn overlay_with(moto_port: u16, registry_port: u16, network: Option<&NetworkIds>) -> Overlay {
+    Overlay {
+        subnets: network.map(|n| vec![n.subnet.clone()]).unwrap_or_default(),
+        security_groups: network.map(|n| vec![n.security_group.clone()]).unwrap_or_default(),
+        ..overlay(moto_port, registry_port)
+    }
+}
+
+/// [`overlay_with`] no network.
 pub fn overlay(moto_port: u16, registry_port: u16) -> Overlay {
     Overlay {
         target: SANDBOX.to_string(),
@@ -109,7 +125,7 @@ pub fn running_overlay() -> Option<Overlay> {
     let state = State::load(&Layout::standard()).ok()?;
     let (moto, registry) = (state.moto?, state.registry?);
     (process::alive(moto.pid) && process::alive(registry.pid))
-        .then(|| overlay(moto.port, registry.port))
+        .then(|| overlay_with(moto.port, registry.port, state.network.as_ref()))
 }
 
 /// The overlay of the running sandbox, else the one `up` would make first (its ports may
@@ -120,14 +136,18 @@ pub fn planned_overlay() -> Overlay {
     }
     let state = State::load(&Layout::standard()).unwrap_or_default();
     let port = |c: Option<&Component>, default| c.map_or(default, |c| c.port);
-    let planned =
-        overlay(port(state.moto.as_ref(), MOTO_PORT), port(state.registry.as_ref(), REGISTRY_PORT));
+    let planned = overlay_with(
+        port(state.moto.as_ref(), MOTO_PORT),
+        port(state.registry.as_ref(), REGISTRY_PORT),
+        state.network.as_ref(),
+    );
     Overlay { label: "the local sandbox, not running: `cargo xtask sandbox up`".into(), ..planned }
 }
 
-/// Brings the sandbox up (idempotent). `resolve` makes the target from the sandbox's overlay
-/// (the caller's one resolution): its cluster, service, task definition and repositories are
-/// created when missing. Returns that target.
+/// Brings the sandbox up (idempotent). `resolve` makes the target from the sandbox's overlay:
+/// once to read its task definition before anything starts, then, with the network `up` made,
+/// the one the caller deploys with; what `opts` asks for of that target is created when
+/// missing. Returns that target.
 pub fn ensure_up(
     sh: &Shell,
     report: &Reporter,
@@ -138,14 +158,12 @@ pub fn ensure_up(
     let _lock = Lock::acquire(&layout.lock(), report, LOCK_WAIT)?;
     let state = State::load(&layout)?;
     let (ports, notes) = choose_ports(&state)?;
-    let target = resolve(&overlay(ports.moto, ports.registry))?;
-    check_inputs(&target)?;
+    check_inputs(&resolve(&overlay(ports.moto, ports.registry))?)?;
     for note in notes {
         report.info(note);
     }
     prepare_host(sh, report, &layout)?;
-    up_locked(sh, report, &layout, opts, ports, &target)?;
-    Ok(target)
+    up_locked(sh, report, &layout, opts, ports, resolve)
 }
 
 /// The `sandbox` target of deploy.toml with the sandbox's overlay: the sandbox's own commands
@@ -212,8 +230,8 @@ fn up_locked(
     layout: &Layout,
     opts: UpOptions,
     ports: Ports,
-    target: &Target,
-) -> Result<()> {
+    resolve: &dyn Fn(&Overlay) -> Result<Target>,
+) -> Result<Target> {
     let started = Instant::now();
     let mut state = State::load(layout)?;
     let before = state.clone();
@@ -221,7 +239,7 @@ fn up_locked(
     ensure_dir(&layout.registry_storage())?;
     let secrets = database::SandboxSecrets::load_or_create(layout)?;
     moto::ensure_venv(sh, layout, report)?;
-    let region = target.region.as_str();
+    let region = REGION;
     // moto keeps its AWS state in memory: when it starts anew, the registry's images and the
     // database go too, so that the sandbox is fresh as a whole, never half.
     if !moto_survives(layout, &state, region) && holds_data(layout) {
@@ -236,11 +254,20 @@ fn up_locked(
     }
     ensure_processes(report, layout, &mut state, region, ports)?;
     ensure_task_host(sh, report, layout, &secrets)?;
-    let registry = target.registry.as_deref().unwrap_or_default();
-    let created = ensure_resources(target, registry, opts).map_err(|e| match Failure::of(&e) {
-        Some(_) => e,
-        None => e.context(Failure::Sandbox),
-    })?;
+    let mut created = Vec::new();
+    let network = ensure_network(&overlay(ports.moto, ports.registry), &mut created)?;
+    state.network = Some(network);
+    state.save(layout)?;
+    let target = resolve(&overlay_with(ports.moto, ports.registry, state.network.as_ref()))?;
+    let registry = target.registry.clone().unwrap_or_default();
+    if opts != UpOptions::Bare {
+        let more =
+            ensure_resources(&target, &registry, opts).map_err(|e| match Failure::of(&e) {
+                Some(_) => e,
+                None => e.context(Failure::Sandbox),
+            })?;
+        created.extend(more);
+    }
     for line in &created {
         report.info(format!("    created {line}"));
     }
@@ -256,7 +283,19 @@ fn up_locked(
         registry: registry.to_string(),
         created,
     });
-    Ok(())
+    Ok(target)
+}
+
+/// The sandbox's VPC, subnet and security group in moto (found by their tag, else created).
+fn ensure_network(overlay: &Overlay, created: &mut Vec<String>) -> Result<NetworkIds> {
+    let target = own_target(overlay)?;
+    let network = crate::aws::runtime()?.block_on(async {
+        let aws = Aws::connect(&target).await;
+        resources::ensure_network(&aws, REGION, created).await
+    });
+    let network =
+        network.context("cannot make the sandbox's network in moto").context(Failure::Sandbox)?;
+    Ok(NetworkIds { subnet: network.subnet, security_group: network.security_group })
 }
 
 /// Whether `up` keeps the running moto (and so its AWS state): ours, healthy, started the way
@@ -453,7 +492,8 @@ fn ensure_resources(target: &Target, registry: &str, opts: UpOptions) -> Result<
             account_id: moto::ACCOUNT_ID,
             region: &target.region,
         };
-        resources::ensure(&aws, target, &task_definition, &values, opts.repositories).await
+        let repositories = opts == UpOptions::Everything;
+        resources::ensure(&aws, target, &task_definition, &values, repositories).await
     })
 }
 
@@ -753,8 +793,7 @@ pub fn reset(sh: &Shell, report: &Reporter, layout: &Layout, opts: UpOptions) ->
     for note in notes {
         report.info(note);
     }
-    let target = own_target(&overlay(ports.moto, ports.registry))?;
-    up_locked(sh, report, layout, opts, ports, &target)
+    up_locked(sh, report, layout, opts, ports, &own_target).map(drop)
 }
 
 /// `cargo xtask sandbox serve`: runs until stopped by `down`.
