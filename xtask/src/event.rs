@@ -348,6 +348,9 @@ pub struct Outcome {
     pub task_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
+    /// Every new task's public IP (a service of several tasks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_ips: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<VerifyView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -149,6 +149,14 @@ pub struct TaskPage {
 }
 
 /// The ECS calls a roll makes; each method is exactly one API call.
+/// What an UpdateService changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceUpdate {
+    /// The revision to roll onto; `None`: forceNewDeployment on the current one.
+    pub task_definition: Option<String>,
+    pub desired_count: Option<i32>,
+}
+
 pub trait EcsApi {
     async fn describe_service(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot>;
     /// One page of the service's tasks with the given desired status.
@@ -162,13 +170,13 @@ pub trait EcsApi {
     /// At most [`DESCRIBE_TASKS_BATCH`] tasks; tasks ECS no longer knows are left out.
     async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskSnapshot>>;
     async fn stop_task(&self, cluster: &str, arn: &str, reason: &str) -> Result<()>;
-    /// UpdateService onto `task_definition`, or with forceNewDeployment when there is none;
-    /// returns the service as the call left it.
+    /// UpdateService onto `update.task_definition`, or with forceNewDeployment when there is
+    /// none; returns the service as the call left it.
     async fn update_service(
         &self,
         cluster: &str,
         service: &str,
-        task_definition: Option<&str>,
+        update: &ServiceUpdate,
     ) -> Result<ServiceSnapshot>;
     async fn describe_task_definition(
         &self,
@@ -255,10 +263,10 @@ impl<A: EcsApi> EcsApi for Counting<'_, A> {
         &self,
         cluster: &str,
         service: &str,
-        task_definition: Option<&str>,
+        update: &ServiceUpdate,
     ) -> Result<ServiceSnapshot> {
         self.count("UpdateService");
-        self.api.update_service(cluster, service, task_definition).await
+        self.api.update_service(cluster, service, update).await
     }
     async fn describe_task_definition(
         &self,
@@ -383,20 +391,23 @@ impl EcsApi for Ecs {
         &self,
         cluster: &str,
         service: &str,
-        task_definition: Option<&str>,
+        update: &ServiceUpdate,
     ) -> Result<ServiceSnapshot> {
-        let update = self.client.update_service().cluster(cluster).service(service);
-        let update = match task_definition {
-            Some(td) => update.task_definition(td),
-            None => update.force_new_deployment(true),
+        let call = self.client.update_service().cluster(cluster).service(service);
+        let call = match &update.task_definition {
+            Some(td) => call.task_definition(td),
+            None => call.force_new_deployment(true),
         };
-        let out = update.send().await.map_err(sdk_error).with_context(|| {
-            format!(
-                "UpdateService ({}) for `{service}` failed",
-                task_definition
-                    .map_or("forceNewDeployment".to_string(), |td| format!("taskDefinition {td}"))
-            )
-        })?;
+        let call = call.set_desired_count(update.desired_count);
+        let what = update
+            .task_definition
+            .as_ref()
+            .map_or("forceNewDeployment".to_string(), |td| format!("taskDefinition {td}"));
+        let out = call
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| format!("UpdateService ({what}) for `{service}` failed"))?;
         out.service()
             .map(service_snapshot)
             .ok_or_else(|| anyhow!("UpdateService for `{service}` returned no service"))

@@ -16,7 +16,7 @@ use serde_json::Value;
 use xshell::{cmd, Shell};
 
 use crate::deploy::target::Target;
-use crate::event::{self, Event, Outcome, StepView};
+use crate::event::{self, Event, Outcome, StatusView, StepView};
 use crate::failure::Failure;
 use crate::report::Reporter;
 use crate::sandbox::{self, admin::Admin, database, Layout};
@@ -26,6 +26,7 @@ const CHAPTER_MESSAGE: &str = "Success Health Check!!";
 const CONTROLLER: &str = "rails/app/controllers/api/v1/health_check_controller.rb";
 const SPEC: &str = "rails/spec/requests/api/v1/health_checks_spec.rb";
 const PRODUCTION_CONFIG: &str = "rails/config/environments/production.rb";
+const TASK_DEFINITION: &str = "rails/task-definition.json";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -50,6 +51,8 @@ struct Run {
     code: i32,
     events: Vec<Event>,
     wall: Duration,
+    /// Everything on stdout (JSON lines and what a command prints there).
+    stdout: String,
 }
 
 impl Run {
@@ -100,6 +103,13 @@ impl Run {
         self.result()
             .and_then(|r| r.public_ip.clone())
             .ok_or_else(|| anyhow!("the deploy's result names no public IP"))
+    }
+
+    /// Container → the digest the deploy pushed.
+    fn digests(&self) -> BTreeMap<String, String> {
+        self.result().map_or_else(BTreeMap::new, |r| {
+            r.images.iter().map(|i| (i.container.clone(), i.digest.clone())).collect()
+        })
     }
 
     /// The task that ran the first-mode image (db:create, db:seed) of a first deploy.
@@ -173,13 +183,23 @@ impl<'a> Rehearsal<'a> {
     fn run_all(&self) -> Result<()> {
         let report = self.report;
 
-        // 1. From nothing: the sandbox without repositories, then the quick start.
-        {
+        // 1. From nothing: a bare sandbox (an empty account with a network), then the quick start.
+        let first_run = {
             let phase = report.phase("rehearsal 1: first-deploy from nothing");
             self.fresh_sandbox()?;
             let run =
                 self.xtask(&["first-deploy", "--sandbox", "--expect-message", FIRST_MESSAGE])?;
             self.expect_success(&run, "first-deploy --sandbox")?;
+            let created = run.result().map(|r| r.created.clone()).unwrap_or_default();
+            for what in ["cluster zenn-clone-cluster", "service zenn-clone-backend-service"] {
+                ensure!(
+                    created.iter().any(|c| c.starts_with(what)),
+                    "first-deploy did not create {what}: {created:?}"
+                );
+            }
+            // Revision 1 ran the first-mode image and seeded; revision 2 is the later-mode one.
+            self.expect_status(&run, 2, 1)?;
+            report.info(format!("first-deploy created {}; revisions 1 (first mode) and 2 (later mode), the service on 2", created.join("; ")));
             let ip = run.public_ip()?;
             self.expect_message(&ip, FIRST_MESSAGE)?;
             self.expect_seeded()?;
@@ -210,7 +230,8 @@ impl<'a> Rehearsal<'a> {
             self.expect_seeded()?;
             report.info(format!("task {task} stopped: its replacement {} at {replacement_ip} is healthy, did not seed, and the rows are there once", replacement.task_id));
             phase.finish();
-        }
+            run
+        };
 
         // 2. The chapter's change, then deploy.
         let (chapter_run, chapter_ip) = {
@@ -254,10 +275,96 @@ impl<'a> Rehearsal<'a> {
                 again.code,
                 again.error()
             );
-            report.info(format!("new task at {ip} (was {first_ip}) serves {CHAPTER_MESSAGE:?}; log: db:migrate, no db:create / db:seed; still 2 users, 30 articles; a second first-deploy is refused"));
+            self.expect_status(&run, 3, 1)?;
+            ensure!(
+                run.digests() != first_run.digests(),
+                "the chapter's deploy runs the first deploy's digests"
+            );
+            report.info(format!("new task at {ip} (was {first_ip}) serves {CHAPTER_MESSAGE:?}; log: db:migrate, no db:create / db:seed; still 2 users, 30 articles; a second first-deploy is refused; revision 3, pinned to the new digests"));
             phase.finish();
             (run, ip)
         };
+
+        // 2b. Rollback: revision 2 again, its exact images, the first message served again.
+        {
+            let phase = report.phase("rehearsal 2b: rollback");
+            let run = self.xtask(&["rollback", "--sandbox", "--expect-message", FIRST_MESSAGE])?;
+            self.expect_success(&run, "rollback --sandbox")?;
+            self.expect_message(&run.public_ip()?, FIRST_MESSAGE)?;
+            let status = self.status()?;
+            ensure!(
+                status.revision == Some(2),
+                "the rollback left the service on {:?}, not 2",
+                status.revision
+            );
+            let running: BTreeMap<String, String> = status
+                .images
+                .iter()
+                .filter_map(|i| Some((i.container.clone(), i.digest.clone()?)))
+                .collect();
+            ensure!(
+                running == first_run.digests(),
+                "the rollback runs {running:?}, not revision 2's {:?}",
+                first_run.digests()
+            );
+            self.expect_tasks(&status, 1)?;
+            report.info(format!("rollback: the service is back on revision 2 with its digests, {FIRST_MESSAGE:?} served again"));
+            let back = self.xtask(&[
+                "deploy",
+                "--sandbox",
+                "--skip-tests",
+                "--expect-message",
+                CHAPTER_MESSAGE,
+            ])?;
+            self.expect_success(&back, "deploy --sandbox (after the rollback)")?;
+            self.expect_status(&back, 4, 1)?;
+            phase.finish();
+        }
+
+        // 2c. A change to the task definition shows as drift and reaches the new task.
+        {
+            let phase = report.phase("rehearsal 2c: a task definition change");
+            self.replace(
+                TASK_DEFINITION,
+                r#"{ "name": "RAILS_LOG_TO_STDOUT", "value": "1" }"#,
+                r#"{ "name": "RAILS_LOG_TO_STDOUT", "value": "1" },
+        { "name": "FEATURE_FLAG", "value": "rehearsal" }"#,
+            )?;
+            self.commit("an environment variable")?;
+            let diff = self.xtask(&["diff", "--sandbox"])?;
+            let drift = i32::from(Failure::Drift.exit_code());
+            ensure!(
+                diff.code == drift,
+                "diff must exit {drift} on drift, got {}: {}",
+                diff.code,
+                diff.error()
+            );
+            ensure!(
+                diff.stdout.contains("+ containerDefinitions[rails].environment[FEATURE_FLAG]"),
+                "diff must name the field: {}",
+                diff.stdout
+            );
+            let run = self.xtask(&[
+                "deploy",
+                "--sandbox",
+                "--skip-tests",
+                "--expect-message",
+                CHAPTER_MESSAGE,
+            ])?;
+            self.expect_success(&run, "deploy --sandbox (environment variable)")?;
+            self.expect_status(&run, 5, 1)?;
+            let value = self.container_env(&run.task_id()?, "rails", "FEATURE_FLAG")?;
+            ensure!(value == "rehearsal", "the new task's FEATURE_FLAG is {value:?}");
+            let again = self.xtask(&["diff", "--sandbox"])?;
+            ensure!(
+                again.code == 0,
+                "no drift after the deploy, got exit {}: {}",
+                again.code,
+                again.stdout
+            );
+            report.info(format!("diff showed: {}; deploy gave revision 5, its task has FEATURE_FLAG=rehearsal; diff is clean again", diff.stdout.trim()));
+            phase.finish();
+        }
 
         // 3. A change that breaks the app at boot: the roll fails, the old task keeps serving.
         {
@@ -358,6 +465,31 @@ impl<'a> Rehearsal<'a> {
             }
             phase.finish();
         }
+        // 7. More than one task: the roll waits for each, verify checks each address.
+        {
+            let phase = report.phase("rehearsal 7: three tasks");
+            let path = self.scratch.join("deploy.toml");
+            let text = fs::read_to_string(&path)?;
+            fs::write(&path, format!("{text}\n[targets.sandbox.service]\ndesired_count = 3\n"))?;
+            let run = self.xtask(&[
+                "deploy",
+                "--sandbox",
+                "--skip-tests",
+                "--expect-message",
+                CHAPTER_MESSAGE,
+            ])?;
+            self.expect_success(&run, "deploy --sandbox (3 tasks)")?;
+            let ips = run.result().map(|r| r.public_ips.clone()).unwrap_or_default();
+            ensure!(ips.len() == 3, "three tasks, three addresses verified: {ips:?}");
+            for ip in &ips {
+                self.expect_message(ip, CHAPTER_MESSAGE)?;
+            }
+            let status = self.status()?;
+            self.expect_tasks(&status, 3)?;
+            fs::write(&path, text)?;
+            report.info(format!("3 tasks at {}, each verified", ips.join(", ")));
+            phase.finish();
+        }
         report.info("rehearsal passed: the chapter holds end to end in the sandbox");
         Ok(())
     }
@@ -365,7 +497,7 @@ impl<'a> Rehearsal<'a> {
     /// A sandbox with no ECR repositories and an empty database, as on a fresh account.
     fn fresh_sandbox(&self) -> Result<()> {
         if sandbox::running_overlay().is_some() {
-            self.xtask_ok(&["sandbox", "reset", "--no-repositories"])
+            self.xtask_ok(&["sandbox", "reset", "--bare"])
                 .context("cannot reset the sandbox for the rehearsal")?;
         }
         Ok(())
@@ -390,7 +522,13 @@ impl<'a> Rehearsal<'a> {
             .into_iter()
             .map(|e| e.event)
             .collect();
-        Ok(Run { code: output.status.code().unwrap_or(-1), events, wall: started.elapsed() })
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        Ok(Run {
+            code: output.status.code().unwrap_or(-1),
+            events,
+            wall: started.elapsed(),
+            stdout,
+        })
     }
 
     fn xtask_ok(&self, args: &[&str]) -> Result<Run> {
@@ -459,6 +597,101 @@ impl<'a> Rehearsal<'a> {
             articles.trim()
         );
         Ok(())
+    }
+
+    /// `status --json` of the sandbox service.
+    fn status(&self) -> Result<StatusView> {
+        let run = self.xtask(&["status", "--sandbox"])?;
+        ensure!(
+            run.code == 0,
+            "`cargo xtask status --sandbox` exited with {}: {}",
+            run.code,
+            run.error()
+        );
+        run.events
+            .iter()
+            .find_map(|e| match e {
+                Event::Status(view) => Some(view.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| anyhow!("`status --json` printed no status"))
+    }
+
+    /// `status` agrees with the deploy's result: the service on `revision`, running the
+    /// pushed digests in `tasks` healthy task(s) of that revision, no drift.
+    fn expect_status(&self, run: &Run, revision: i64, tasks: usize) -> Result<()> {
+        let status = self.status()?;
+        let result = run.result().ok_or_else(|| anyhow!("the deploy printed no result"))?;
+        ensure!(
+            status.revision == Some(revision) && result.revision == Some(revision),
+            "expected revision {revision}: status says {:?}, the deploy {:?}",
+            status.revision,
+            result.revision
+        );
+        ensure!(
+            status.task_definition == result.task_definition,
+            "status and the deploy name other revisions"
+        );
+        let running: BTreeMap<String, String> = status
+            .images
+            .iter()
+            .filter_map(|i| Some((i.container.clone(), i.digest.clone()?)))
+            .collect();
+        ensure!(
+            running == run.digests(),
+            "the revision runs {running:?}, the deploy pushed {:?}",
+            run.digests()
+        );
+        for image in &status.images {
+            ensure!(
+                image.image.contains("@sha256:"),
+                "{} is not pinned by digest: {}",
+                image.container,
+                image.image
+            );
+        }
+        ensure!(
+            !status.drift,
+            "status shows drift right after a deploy: {:?}",
+            status.drift_fields
+        );
+        self.expect_tasks(&status, tasks)
+    }
+
+    /// `tasks` tasks RUNNING, HEALTHY, on the service's revision, each with a public IP.
+    fn expect_tasks(&self, status: &StatusView, tasks: usize) -> Result<()> {
+        let good = status
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.last_status == "RUNNING"
+                    && t.health == "HEALTHY"
+                    && t.task_definition == status.task_definition
+                    && t.public_ip.is_some()
+            })
+            .count();
+        ensure!(
+            good == tasks,
+            "expected {tasks} healthy task(s) on {:?}: {:#?}",
+            status.task_definition,
+            status.tasks
+        );
+        Ok(())
+    }
+
+    /// An environment variable of a sandbox task's container, as the container sees it.
+    fn container_env(&self, task_id: &str, container: &str, name: &str) -> Result<String> {
+        let sh = self.sh;
+        let (task, role) = (
+            format!("label=zenn-sandbox.task={task_id}"),
+            format!("label=zenn-sandbox.container={container}"),
+        );
+        let id = cmd!(sh, "docker ps -q --filter {task} --filter {role}").quiet().read()?;
+        let id = id
+            .lines()
+            .next()
+            .ok_or_else(|| anyhow!("no {container} container of task {task_id}"))?;
+        Ok(cmd!(sh, "docker exec {id} printenv {name}").quiet().read()?.trim().to_string())
     }
 
     /// The task's rails log shows db:migrate and none of the first-deploy steps.

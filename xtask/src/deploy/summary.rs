@@ -22,7 +22,8 @@ pub fn command(mode: Mode) -> &'static str {
 pub struct Shipped {
     pub pushed: Vec<PushedImage>,
     pub outcome: RollOutcome,
-    pub public_ip: Option<String>,
+    /// The new tasks' public IPs (none with a fixed verify URL).
+    pub public_ips: Vec<String>,
     pub verified: VerifyOutcome,
 }
 
@@ -44,7 +45,7 @@ pub fn print(report: &Reporter, target: &Target, mode: Mode, finished: &Finished
                 "  seeded  task {seeded} ran {} (first mode), answered {} {}",
                 target.entrypoint.first_deploy_only.join(", "),
                 first.verified.status,
-                first.public_ip.as_deref().unwrap_or("")
+                first.public_ips.join(", ")
             ));
             for image in &first.pushed {
                 report.line(&format!("  first   {}  {}", image.uri, image.digest));
@@ -63,8 +64,8 @@ pub fn print(report: &Reporter, target: &Target, mode: Mode, finished: &Finished
         for created in &finished.created {
             report.line(&format!("  created {created}"));
         }
-        if let Some(ip) = &now.public_ip {
-            report.line(&format!("  address {ip}"));
+        if !now.public_ips.is_empty() {
+            report.line(&format!("  address {}", now.public_ips.join(", ")));
         }
         report.line(&format!(
             "  health  {} → {}{}",
@@ -110,11 +111,12 @@ pub fn emit_result(report: &Reporter, target: &Target, command: &str, finished: 
         target: Some(target.name.clone()),
         images: images(&finished.pushed),
         task_id: task.map(|t| t.id.clone()),
-        public_ip: now.and_then(|n| n.public_ip.clone()),
+        public_ip: now.and_then(|n| n.public_ips.first().cloned()),
+        public_ips: now.map(|n| n.public_ips.clone()).unwrap_or_default(),
         health: now.map(|n| n.verified.view()),
         seeded_by: later.and(first).map(|first| Seeded {
             task_id: first.outcome.tasks.first().map(|t| t.id.clone()),
-            public_ip: first.public_ip.clone(),
+            public_ip: first.public_ips.first().cloned(),
             images: images(&first.pushed),
         }),
         phases: report

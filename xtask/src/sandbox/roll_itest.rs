@@ -26,7 +26,7 @@ use super::itest::TestSandbox;
 use super::scheduler::driver::{Addresses, Driver, TICK};
 use super::{moto, resources};
 use crate::aws::ecs::{
-    list_all_tasks, DesiredStatus, Ecs, EcsApi, HealthStatus, ServiceSnapshot,
+    list_all_tasks, DesiredStatus, Ecs, EcsApi, HealthStatus, ServiceSnapshot, ServiceUpdate,
     TaskDefinitionSnapshot, TaskPage, TaskSnapshot,
 };
 use crate::aws::Aws;
@@ -380,9 +380,9 @@ impl EcsApi for ClusterWide {
         &self,
         cluster: &str,
         service: &str,
-        task_definition: Option<&str>,
+        update: &ServiceUpdate,
     ) -> Result<ServiceSnapshot> {
-        self.ecs.update_service(cluster, service, task_definition).await
+        self.ecs.update_service(cluster, service, update).await
     }
 
     async fn describe_task_definition(

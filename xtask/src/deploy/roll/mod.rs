@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::aws::ecs::{
     describe_all_tasks, list_all_tasks, Counting, DesiredStatus, EcsApi, ServiceSnapshot,
-    TaskDefinitionSnapshot, TaskSnapshot,
+    ServiceUpdate, TaskDefinitionSnapshot, TaskSnapshot,
 };
 use crate::deploy::target::{RollStrategy, Target};
 use crate::failure::Failure;
@@ -51,6 +51,8 @@ pub struct RollRequest {
     pub task_definition: Option<String>,
     /// The service was just created onto its revision: its first deployment is watched.
     pub service_created: bool,
+    /// The task count the service must run (deploy.toml's `service.desired_count`).
+    pub desired_count: Option<i32>,
 }
 
 /// Where the containers' logs go, for the hint after a task stops.
@@ -74,6 +76,7 @@ impl RollRequest {
             poll: poll_schedule(),
             task_definition: None,
             service_created: false,
+            desired_count: Some(target.service_settings.desired_count),
             logs: match &target.logs_command {
                 Some(command) => LogSource::Command(command.clone()),
                 None => LogSource::CloudWatch,
@@ -180,7 +183,9 @@ async fn drive<A: EcsApi>(
         report.info(format!("deployment {old_primary} of the new service started"));
         old_primary
     } else if let Some(td) = &req.task_definition {
-        let updated = api.update_service(cluster, name, Some(td)).await.context(Failure::Roll)?;
+        let update =
+            ServiceUpdate { task_definition: Some(td.clone()), desired_count: req.desired_count };
+        let updated = api.update_service(cluster, name, &update).await.context(Failure::Roll)?;
         let new_primary = primary(&updated).map(|d| d.id.clone()).unwrap_or_default();
         if new_primary.is_empty() || new_primary == old_primary {
             return Err(anyhow!(
@@ -204,8 +209,9 @@ async fn drive<A: EcsApi>(
     } else {
         match req.strategy {
             RollStrategy::ForceNewDeployment => {
+                let update = ServiceUpdate::default();
                 let updated =
-                    api.update_service(cluster, name, None).await.context(Failure::Roll)?;
+                    api.update_service(cluster, name, &update).await.context(Failure::Roll)?;
                 let new_primary = primary(&updated).map(|d| d.id.clone()).unwrap_or_default();
                 if new_primary.is_empty() || new_primary == old_primary {
                     return Err(anyhow!(

@@ -7,10 +7,10 @@ use aws_sdk_ecs::types::{self as sdk, DeploymentRolloutState, HealthStatus as H,
 
 use super::judge::*;
 use super::*;
-use crate::aws::ecs::HealthStatus;
 use crate::aws::ecs::{
     service_snapshot, task_definition_snapshot, task_snapshot, TaskPage, DESCRIBE_TASKS_BATCH,
 };
+use crate::aws::ecs::{HealthStatus, ServiceUpdate};
 
 const CLUSTER: &str = "zenn-clone-cluster";
 const SERVICE: &str = "zenn-clone-backend-service";
@@ -312,9 +312,9 @@ impl EcsApi for Fake {
         &self,
         _cluster: &str,
         _service: &str,
-        task_definition: Option<&str>,
+        update: &ServiceUpdate,
     ) -> Result<ServiceSnapshot> {
-        let action = match task_definition {
+        let action = match &update.task_definition {
             Some(td) => format!("UpdateService taskDefinition {td}"),
             None => "UpdateService forceNewDeployment".to_string(),
         };
@@ -350,6 +350,7 @@ async fn run(
         logs: LogSource::CloudWatch,
         task_definition: None,
         service_created: false,
+        desired_count: None,
     };
     let started = Instant::now();
     let result = roll(fake, &req, &Reporter::plain()).await;

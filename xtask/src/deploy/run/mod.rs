@@ -73,7 +73,7 @@ pub fn execute(
         pushed: BTreeMap::new(),
         last_push: Vec::new(),
         roll: None,
-        public_ip: None,
+        public_ips: Vec::new(),
         shipped: Vec::new(),
         cluster_missing: false,
         service_missing: false,
@@ -117,7 +117,8 @@ struct Run<'a> {
     /// The containers of the last push, for its check in ECR.
     last_push: Vec<String>,
     roll: Option<RollOutcome>,
-    public_ip: Option<String>,
+    /// The new tasks' public IPs, once looked up.
+    public_ips: Vec<String>,
     shipped: Vec<Shipped>,
     cluster_missing: bool,
     service_missing: bool,

@@ -17,6 +17,7 @@ use crate::deploy::push;
 use crate::deploy::render::{self, Placeholders, RevisionTags, TAG_VERIFIED};
 use crate::deploy::roll::{self, RollRequest};
 use crate::deploy::summary::Shipped;
+use crate::deploy::target::VerifyConfig;
 use crate::deploy::verify::{self, VerifyOutcome, VerifyRequest};
 use crate::entrypoint::Mode;
 use crate::event::Event;
@@ -322,46 +323,63 @@ impl Run<'_> {
         }
         let outcome = self.rt.block_on(roll::roll(&self.ecs, &request, self.report))?;
         self.roll = Some(outcome);
-        self.public_ip = None;
+        self.public_ips.clear();
         Ok(())
     }
 
+    /// The public IP of every new task, through its network interface.
     pub(super) fn find_public_ip(&mut self) -> Result<()> {
         let outcome = self.roll.as_ref().ok_or_else(|| anyhow!("no roll before the public IP"))?;
-        let Some(eni) = outcome.tasks.iter().find_map(|t| t.eni_id.clone()) else {
-            return Err(anyhow!(
-                "the new task has no network interface, so its public IP is unknown: use a fixed `verify.url` (a load balancer) in deploy.toml"
-            )
-            .context(Failure::Verify));
-        };
-        let ip = self
-            .rt
-            .block_on(ec2::public_ip(&self.aws, &eni))
-            .with_context(|| {
-                format!("cannot look up the public IP of {eni} (EC2 DescribeNetworkInterfaces)")
-            })
-            .context(Failure::Verify)?;
-        match ip {
-            Some(ip) => {
-                self.public_ip = Some(ip);
-                Ok(())
+        let mut ips = Vec::new();
+        for task in &outcome.tasks {
+            let Some(eni) = &task.eni_id else {
+                return Err(anyhow!(
+                    "the new task {} has no network interface, so its public IP is unknown: use a fixed `verify.url` (a load balancer) in deploy.toml",
+                    task.id
+                )
+                .context(Failure::Verify));
+            };
+            let ip = self
+                .rt
+                .block_on(ec2::public_ip(&self.aws, eni))
+                .with_context(|| {
+                    format!("cannot look up the public IP of {eni} (EC2 DescribeNetworkInterfaces)")
+                })
+                .context(Failure::Verify)?;
+            match ip {
+                Some(ip) => ips.push(ip),
+                None => {
+                    return Err(anyhow!(
+                        "the new task's network interface {eni} has no public IP: enable `assignPublicIp` in the service's network configuration, or set a fixed `verify.url`"
+                    )
+                    .context(Failure::Verify))
+                }
             }
-            None => Err(anyhow!(
-                "the new task's network interface {eni} has no public IP: enable `assignPublicIp` in the service's network configuration, or set a fixed `verify.url`"
-            )
-            .context(Failure::Verify)),
         }
+        self.public_ips = ips;
+        Ok(())
     }
 
-    pub(super) fn verify(&mut self, config: &crate::deploy::target::VerifyConfig) -> Result<()> {
-        let request = VerifyRequest::for_target(config, self.public_ip.as_deref(), None)?;
-        let verified: VerifyOutcome = self.rt.block_on(verify::verify(&request, self.report))?;
-        self.report.emit(Event::VerifyDone(verified.view()));
+    /// The health check of each new task (at its public IP), or once at a fixed URL.
+    pub(super) fn verify(&mut self, config: &VerifyConfig) -> Result<()> {
+        let ips: Vec<Option<String>> = match self.public_ips.is_empty() {
+            true => vec![None],
+            false => self.public_ips.iter().cloned().map(Some).collect(),
+        };
+        let mut first = None;
+        for ip in ips {
+            let request = VerifyRequest::for_target(config, ip.as_deref(), None)?;
+            let verified: VerifyOutcome =
+                self.rt.block_on(verify::verify(&request, self.report))?;
+            self.report.emit(Event::VerifyDone(verified.view()));
+            first.get_or_insert(verified);
+        }
+        let verified = first.ok_or_else(|| anyhow!("no health check ran"))?;
         let outcome = self.roll.take().ok_or_else(|| anyhow!("no roll before the health check"))?;
         self.shipped.push(Shipped {
             pushed: self.pushed.values().cloned().collect(),
             outcome,
-            public_ip: self.public_ip.take(),
+            public_ips: std::mem::take(&mut self.public_ips),
             verified,
         });
         Ok(())
