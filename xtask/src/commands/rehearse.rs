@@ -234,7 +234,7 @@ impl<'a> Rehearsal<'a> {
         };
 
         // 2. The chapter's change, then deploy.
-        let (chapter_run, chapter_ip) = {
+        let (chapter_run, _) = {
             let phase = report.phase("rehearsal 2: the chapter's change, deploy");
             let first_ip = self.current_address()?;
             self.replace(CONTROLLER, FIRST_MESSAGE, CHAPTER_MESSAGE)?;
@@ -369,6 +369,7 @@ impl<'a> Rehearsal<'a> {
         // 3. A change that breaks the app at boot: the roll fails, the old task keeps serving.
         {
             let phase = report.phase("rehearsal 3: a deploy that breaks the app");
+            let serving = self.current_address()?;
             self.replace(
                 PRODUCTION_CONFIG,
                 "Rails.application.configure do\n",
@@ -387,13 +388,13 @@ impl<'a> Rehearsal<'a> {
                 "the roll failure must give the task's stop reason: {}",
                 run.error()
             );
-            self.expect_message(&chapter_ip, CHAPTER_MESSAGE).context(
+            self.expect_message(&serving, CHAPTER_MESSAGE).context(
                 "the previous task must keep serving after a failed force-new-deployment",
             )?;
             self.git(&["checkout", "--", PRODUCTION_CONFIG])?;
             self.wait_for_steady_service()?;
             report.info(format!(
-                "roll failed with exit {roll} ({}); {chapter_ip} still serves {CHAPTER_MESSAGE:?}",
+                "roll failed with exit {roll} ({}); {serving} still serves {CHAPTER_MESSAGE:?}",
                 first_line(&run.error())
             ));
             phase.finish();
