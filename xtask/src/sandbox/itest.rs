@@ -15,8 +15,10 @@ use xshell::{cmd, Shell};
 use super::admin::{Admin, ContainerUpdate, DeploymentUpdate, TaskUpdate};
 use super::state::{ensure_dir, Layout};
 use super::{moto, process, registry, resources, serve};
+use crate::aws::ecr::Secret;
 use crate::aws::Aws;
 use crate::deploy::target::{SandboxEndpoints, Target};
+use crate::docker::Docker;
 use crate::report::Reporter;
 
 /// A sandbox of one test: killed and removed on drop, pass or fail.
@@ -433,11 +435,9 @@ fn a_docker_push_shows_in_describe_images_with_its_digest() {
     let docker_config = sandbox.layout.dir.join("docker-config");
     ensure_dir(&docker_config).unwrap();
     let registry = &sandbox.registry;
-    cmd!(sh, "docker --config {docker_config} login --username AWS --password-stdin {registry}")
-        .stdin(password)
-        .quiet()
-        .ignore_stderr()
-        .read()
+    Docker::default()
+        .login(registry, "AWS", Secret::new(password), &docker_config)
+        .run_captured(&sh)
         .unwrap();
 
     let image = format!("{registry}/zenn-clone-rails");
@@ -484,7 +484,7 @@ fn build_and_push(
         .read()
         .unwrap();
     sandbox.images.borrow_mut().push(id.trim().to_string());
-    let out = cmd!(sh, "docker --config {config} push {tag}").quiet().read().unwrap();
+    let out = Docker::default().push(&tag, config).read(sh).unwrap();
     let digest = out
         .lines()
         .find_map(|l| l.split("digest: ").nth(1))

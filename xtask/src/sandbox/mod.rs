@@ -38,26 +38,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use crate::aws::Aws;
 use crate::deploy::target::{DeployFile, SandboxEndpoints, Target, TargetFlags};
+use crate::docker::containers;
 use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
 use state::{ensure_dir, Component, Lock, State};
 
 pub use state::Layout;
 
-/// Label on every container and network of one sandbox (value: its directory); `down` removes
-/// what carries it.
+/// Label on every container and network of one sandbox, valued with its directory
+/// (`Layout::marker`): `down` removes what carries it, so that sandboxes of several checkouts
+/// on one machine never touch each other's.
 pub const OWNER_LABEL: &str = "zenn-sandbox.dir";
-
-/// `zenn-sandbox.dir=<dir>`: the label (`docker run --label`) and filter
-/// (`docker ps --filter label=...`) of this sandbox's containers, so that sandboxes of several
-/// checkouts on one machine never touch each other's.
-pub fn owner_label(layout: &Layout) -> String {
-    format!("{OWNER_LABEL}={}", layout.marker())
-}
 
 const MOTO_PORT: u16 = 5010;
 const REGISTRY_PORT: u16 = 5011;
@@ -367,14 +362,14 @@ fn ensure_task_host(
 ) -> Result<()> {
     let settings = task_settings(layout, fargate::plan::Secrets::default());
     fargate::image::ensure_pause_image(sh, &settings.pause_image)?;
-    let exists = fargate::plan::network_inspect_command(sh, &settings)
+    let exists = containers::network_inspect(sh, &settings.network)
         .quiet()
         .ignore_stdout()
         .ignore_stderr()
         .run()
         .is_ok();
     if !exists {
-        fargate::plan::network_create_command(sh, &settings)
+        containers::network_create(sh, (OWNER_LABEL, &settings.owner), &settings.network)
             .quiet()
             .ignore_stdout()
             .run()
@@ -541,24 +536,25 @@ fn remove_containers(sh: &Shell, layout: &Layout) -> Result<usize> {
     if find_program("docker").is_none() {
         return Ok(0);
     }
-    let filter = format!("label={}", owner_label(layout));
-    let ids = cmd!(sh, "docker ps -aq --filter {filter}")
+    let owner = layout.marker();
+    let owner = (OWNER_LABEL, owner.as_str());
+    let ids = containers::list_short(sh, owner)
         .quiet()
         .read()
         .context("cannot list the sandbox's containers")?;
     let ids: Vec<&str> = ids.split_whitespace().collect();
     let count = ids.len();
     if count > 0 {
-        cmd!(sh, "docker rm -f -v {ids...}")
+        containers::remove_with_volumes(sh, &ids)
             .quiet()
             .ignore_stdout()
             .run()
             .context("cannot remove the sandbox's containers")?;
     }
-    let networks = cmd!(sh, "docker network ls -q --filter {filter}").quiet().read()?;
+    let networks = containers::network_list(sh, owner).quiet().read()?;
     let networks: Vec<&str> = networks.split_whitespace().collect();
     if !networks.is_empty() {
-        cmd!(sh, "docker network rm {networks...}")
+        containers::network_remove(sh, &networks)
             .quiet()
             .ignore_stdout()
             .run()
