@@ -78,7 +78,7 @@ impl TestSandbox {
         let mut child = process::spawn_detached(cmd, &log).unwrap();
         sandbox.pids.push(child.id());
         process::wait_ready(&report, "moto", &mut child, &log, Duration::from_secs(90), || {
-            super::health_moto(moto_port)
+            super::components::health_moto(moto_port)
         })
         .unwrap();
 
@@ -101,7 +101,7 @@ impl TestSandbox {
                 &mut child,
                 &log,
                 Duration::from_secs(20),
-                || super::health_registry(registry_port),
+                || super::components::health_registry(registry_port),
             )
             .unwrap();
             // Connecting makes no call: the mirror's runtime is the one `serve` makes.

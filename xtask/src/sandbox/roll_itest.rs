@@ -291,7 +291,7 @@ impl Drop for RollSandbox {
         self.scheduler.stop();
         // Before the base removes the images the containers run.
         if let Ok(sh) = Shell::new() {
-            let _ = super::remove_containers(&sh, &self.base.layout);
+            let _ = super::down::remove_containers(&sh, &self.base.layout);
         }
     }
 }
