@@ -10,8 +10,9 @@
 //! so a restarted scheduler finds them.
 //!
 //! The scheduler calls `Fargate::start_task` (returns at once; a thread pulls, creates and
-//! starts), polls `Fargate::observe_task`, and calls `Fargate::stop_task` when the observation
-//! carries a verdict (`stop`) or when it stops the task itself. No AWS call here: the scheduler
+//! starts), polls `Fargate::observe_all` (every task, by one `docker ps` and one
+//! `docker inspect`), and calls `Fargate::stop_task` when an observation carries a verdict
+//! (`stop`) or when it stops the task itself. No AWS call here: the scheduler
 //! records the observations in moto.
 
 pub mod definition;
@@ -104,8 +105,11 @@ impl Fargate {
         Ok(())
     }
 
-    /// The task's containers and verdict, from one `docker inspect`; `None` when neither this
-    /// runner nor Docker knows the task (never started, or stopped and removed).
+    /// One task as [`Fargate::observe_all`] sees it, for the tests (the scheduler polls
+    /// `observe_all`): the containers labelled with the task (`docker ps`), inspected (one
+    /// `docker inspect`, none when there is no container), assessed with this runner's launch
+    /// state, verdict (`stop`) included. `None` when this runner has no launch of the task and
+    /// Docker no container of it (never started here, or stopped by [`Fargate::stop_task`]).
     #[cfg(test)]
     pub fn observe_task(&self, task_id: &str) -> Result<Option<TaskObservation>> {
         let (plan, state) = self.launch_of(task_id);
