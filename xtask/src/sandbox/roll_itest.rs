@@ -20,7 +20,7 @@ use xshell::{cmd, Shell};
 
 use super::admin::{Admin, Task};
 use super::fargate::image::ensure_pause_image;
-use super::fargate::plan::{network_create_command, Secrets, PAUSE_IMAGE};
+use super::fargate::plan::{Secrets, LABEL_SANDBOX, PAUSE_IMAGE};
 use super::fargate::Fargate;
 use super::itest::TestSandbox;
 use super::scheduler::driver::{Addresses, Driver, TICK};
@@ -33,6 +33,7 @@ use crate::aws::Aws;
 use crate::deploy::roll::{self, RollOutcome, RollRequest};
 use crate::deploy::target::{RollStrategy, Target};
 use crate::deploy::verify::{self, VerifyRequest};
+use crate::docker::containers;
 use crate::report::Reporter;
 
 /// The other service: its own family, image and name, two tasks.
@@ -175,7 +176,12 @@ impl RollSandbox {
         // `up` makes the network before the scheduler runs: tasks starting at once would race
         // to create it, and Docker may then hold several networks of that name.
         let settings = super::task_settings(&base.layout, Secrets::default());
-        network_create_command(&sh, &settings).quiet().ignore_stdout().run().unwrap();
+        let owner = (LABEL_SANDBOX, settings.owner.as_str());
+        containers::network_create(&sh, owner, &settings.network)
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .unwrap();
         let driver = Driver::new(
             base.admin(),
             &base.target.region,
@@ -285,7 +291,7 @@ impl Drop for RollSandbox {
         self.scheduler.stop();
         // Before the base removes the images the containers run.
         if let Ok(sh) = Shell::new() {
-            let _ = super::remove_containers(&sh, &self.base.layout);
+            let _ = super::down::remove_containers(&sh, &self.base.layout);
         }
     }
 }
