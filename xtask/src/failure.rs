@@ -27,10 +27,12 @@ pub enum Failure {
     Verify,
     /// The sandbox could not be brought up or is not running.
     Sandbox,
+    /// `diff`: the repository's task definition differs from the service's revision.
+    Drift,
 }
 
 impl Failure {
-    pub const ALL: [Failure; 9] = [
+    pub const ALL: [Failure; 10] = [
         Failure::Input,
         Failure::Preflight,
         Failure::Tests,
@@ -40,6 +42,7 @@ impl Failure {
         Failure::Timeout,
         Failure::Verify,
         Failure::Sandbox,
+        Failure::Drift,
     ];
 
     pub fn exit_code(self) -> u8 {
@@ -53,6 +56,7 @@ impl Failure {
             Failure::Timeout => 8,
             Failure::Verify => 9,
             Failure::Sandbox => 10,
+            Failure::Drift => 11,
         }
     }
 
@@ -79,6 +83,7 @@ impl fmt::Display for Failure {
             Failure::Timeout => "roll timed out",
             Failure::Verify => "verification failed",
             Failure::Sandbox => "sandbox failed",
+            Failure::Drift => "drift (diff: the definitions differ)",
         })
     }
 }

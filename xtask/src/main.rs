@@ -7,9 +7,11 @@ mod commands;
 mod deploy;
 mod docker;
 mod entrypoint;
+mod event;
 mod failure;
 mod fingerprint;
 mod interrupt;
+mod poll;
 mod project;
 mod report;
 mod rspec;
@@ -21,7 +23,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use xshell::Shell;
 
-use crate::deploy::pipeline::Kind;
+use crate::entrypoint::Mode;
 use crate::failure::Failure;
 use crate::report::Reporter;
 
@@ -62,6 +64,16 @@ enum Command {
     /// Every later deploy: entrypoint in later mode, build, push, roll, verify
     #[command(after_help = failure::exit_code_table())]
     Deploy(commands::deploy::Args),
+    /// Print the task definition a deploy would register (RegisterTaskDefinition's JSON)
+    Render(commands::render::Args),
+    /// Show what differs between the repository's task definition and the service's revision
+    #[command(after_help = failure::exit_code_table())]
+    Diff(commands::diff::Args),
+    /// Show what runs: the service's revision, commit, digests, tasks, deployments, drift
+    Status(commands::status::Args),
+    /// Put the service back on an earlier revision (exact images, by digest) and verify
+    #[command(after_help = failure::exit_code_table())]
+    Rollback(commands::rollback::Args),
     /// Rehearse the chapter end to end in the sandbox (first deploy, the change, redeploys)
     Rehearse(commands::rehearse::Args),
 }
@@ -74,10 +86,7 @@ fn main() -> ExitCode {
         Err(err) => {
             let code = Failure::exit_code_of(&err);
             report.line(&format!("error: {err:#}"));
-            report.event(
-                "result",
-                serde_json::json!({ "ok": false, "exit_code": code, "error": format!("{err:#}") }),
-            );
+            report.emit(event::Event::Result(event::Outcome::failed(code, format!("{err:#}"))));
             ExitCode::from(code)
         }
     }
@@ -91,13 +100,14 @@ fn run(command: Command, report: &Reporter) -> anyhow::Result<()> {
         Command::Setup(args) => args.run(&sh, report),
         Command::Ci(args) => args.run(&sh, report),
         Command::Entrypoint(args) => args.run(&sh, report),
-        Command::Config(args) => {
-            let endpoints = if args.target.sandbox { sandbox::running_endpoints() } else { None };
-            args.run(report, endpoints)
-        }
+        Command::Config(args) => args.run(report),
         Command::Sandbox(args) => args.run(&sh, report),
-        Command::FirstDeploy(args) => commands::deploy::run(&sh, report, args, Kind::First),
-        Command::Deploy(args) => commands::deploy::run(&sh, report, args, Kind::Later),
+        Command::FirstDeploy(args) => commands::deploy::run(&sh, report, args, Mode::First),
+        Command::Deploy(args) => commands::deploy::run(&sh, report, args, Mode::Later),
+        Command::Render(args) => args.run(&sh, report),
+        Command::Diff(args) => args.run(&sh, report),
+        Command::Status(args) => args.run(&sh, report),
+        Command::Rollback(args) => args.run(&sh, report),
         Command::Rehearse(args) => args.run(&sh, report),
     }
 }

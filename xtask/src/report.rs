@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use crate::event::{Detail, Envelope, Event};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Style {
@@ -76,14 +76,14 @@ impl Reporter {
     pub fn info(&self, msg: impl Display) {
         let msg = msg.to_string();
         self.line(&msg);
-        self.event("log", json!({ "message": msg }));
+        self.emit(Event::Log { message: msg });
     }
 
     /// A warning for the user; with `--json` also a `warning` event.
     pub fn warn(&self, msg: impl Display) {
         let msg = msg.to_string();
         self.line(&format!("warning: {msg}"));
-        self.event("warning", json!({ "message": msg }));
+        self.emit(Event::Warning { message: msg });
     }
 
     /// The phases that ended so far, in order.
@@ -94,13 +94,13 @@ impl Reporter {
     /// Starts a phase: prints `==> name` and emits `phase_start`.
     pub fn phase(&self, name: &'static str) -> Phase<'_> {
         self.line(&format!("==> {name}"));
-        self.event("phase_start", json!({ "phase": name }));
+        self.emit(Event::PhaseStart { phase: name.to_string() });
         Phase { reporter: self, name, started: Instant::now() }
     }
 
     /// Progress of a long wait. On a terminal the line is redrawn in place; otherwise it is
     /// printed only when its text differs from the previous one for the same `key`.
-    pub fn progress(&self, key: &str, text: impl Display, data: Value) {
+    pub fn progress(&self, key: &str, text: impl Display, detail: Option<Detail>) {
         let text = text.to_string();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.last_progress.get(key) == Some(&text) {
@@ -117,21 +117,19 @@ impl Reporter {
             Style::Plain => write_stderr(&format!("{text}\n")),
         }
         drop(state);
-        if self.json {
-            let mut obj = json!({ "key": key, "message": text });
-            merge(&mut obj, data);
-            self.event("progress", obj);
-        }
+        self.emit(Event::Progress { key: key.to_string(), message: text, detail });
     }
 
-    /// Emits a JSON event on stdout when `--json` is on; otherwise does nothing.
-    pub fn event(&self, kind: &str, fields: Value) {
+    /// Writes the event as a JSON line on stdout when `--json` is on; otherwise does nothing.
+    pub fn emit(&self, event: Event) {
         if !self.json {
             return;
         }
-        let mut obj = json!({ "event": kind, "elapsed_s": round_ms(self.started.elapsed()) });
-        merge(&mut obj, fields);
-        write_stdout(&format!("{obj}\n"));
+        let envelope = Envelope { elapsed_s: round_ms(self.started.elapsed()), event };
+        match serde_json::to_string(&envelope) {
+            Ok(line) => write_stdout(&format!("{line}\n")),
+            Err(e) => write_stderr(&format!("cannot write a JSON event: {e}\n")),
+        }
     }
 
     /// Prints a human line on stderr, first clearing a live progress line.
@@ -187,22 +185,17 @@ impl Phase<'_> {
         self.reporter.state.lock().unwrap_or_else(|e| e.into_inner()).phases.push(record);
         let status = if ok { "done" } else { "failed" };
         self.reporter.line(&format!("    {} {status} in {}", self.name, human_duration(elapsed)));
-        self.reporter.event(
-            "phase_end",
-            json!({ "phase": self.name, "ok": ok, "duration_s": round_ms(elapsed) }),
-        );
+        self.reporter.emit(Event::PhaseEnd {
+            phase: self.name.to_string(),
+            ok,
+            duration_s: round_ms(elapsed),
+        });
     }
 }
 
 impl Drop for Phase<'_> {
     fn drop(&mut self) {
         self.end(false, self.started.elapsed());
-    }
-}
-
-fn merge(into: &mut Value, from: Value) {
-    if let (Value::Object(into), Value::Object(from)) = (into, from) {
-        into.extend(from);
     }
 }
 
@@ -245,12 +238,5 @@ mod tests {
         drop(report.phase("push"));
         let names: Vec<(&str, bool)> = report.phases().iter().map(|p| (p.name, p.ok)).collect();
         assert_eq!(names, [("build", true), ("push", false)]);
-    }
-
-    #[test]
-    fn merge_adds_fields() {
-        let mut a = json!({ "event": "x" });
-        merge(&mut a, json!({ "phase": "build" }));
-        assert_eq!(a, json!({ "event": "x", "phase": "build" }));
     }
 }

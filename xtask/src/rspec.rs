@@ -8,12 +8,12 @@ mod db_url;
 mod mariadb;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::docker::DockerCmd;
 use crate::failure::Failure;
 use crate::interrupt;
 use crate::report::Reporter;
@@ -28,27 +28,14 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 /// Runs `bundle exec rspec` in `rails/` against a test database (see the module docs);
 /// a failing suite is a `Failure::Tests` error.
 pub fn run_suite(sh: &Shell, report: &Reporter, rspec_args: &[String]) -> Result<()> {
-    setup::ensure(sh, report, Need::Tests)?;
-    interrupt::install();
-    let rails_dir = crate::project::root().join("rails");
-
-    let phase = report.phase("test database");
-    let database = Database::open(sh, report, &rails_dir)?;
-    phase.finish();
-
+    let suite = prepare(sh, report, rspec_args)?;
     let phase = report.phase("rspec");
-    let _dir = sh.push_dir(&rails_dir);
-    let rspec = cmd!(sh, "bundle exec rspec {rspec_args...}")
-        .env("RAILS_ENV", "test")
-        .env(TEST_DATABASE_URL, database.url())
-        .env_remove("DATABASE_URL");
-    report.line(&format!("$ {rspec}"));
-    let status = Command::from(rspec)
-        .status()
+    report.line(&format!("$ {}", suite.command));
+    let status = suite.command.status(sh);
+    drop(suite);
+    let status = status
         .context("cannot run `bundle exec rspec`: run `cargo xtask setup`")
-        .context(Failure::Preflight);
-    drop(database);
-    let status = status?;
+        .context(Failure::Preflight)?;
     interrupt::check(Failure::Tests)?;
     if !status.success() {
         return Err(anyhow!("rspec failed ({status}): the failing examples are listed above")
@@ -56,6 +43,33 @@ pub fn run_suite(sh: &Shell, report: &Reporter, rspec_args: &[String]) -> Result
     }
     phase.finish();
     Ok(())
+}
+
+/// The suite, ready to run: its test database is up (and stopped when this is dropped).
+pub struct Suite {
+    _database: Database,
+    /// `bundle exec rspec` in `rails/`, `RAILS_ENV=test`, the test database's URL, and no
+    /// `DATABASE_URL` (a production URL must never reach the suite).
+    pub command: DockerCmd,
+}
+
+/// Installs what the suite needs and starts (or probes) its test database.
+pub fn prepare(sh: &Shell, report: &Reporter, rspec_args: &[String]) -> Result<Suite> {
+    setup::ensure(sh, report, Need::Tests)?;
+    interrupt::install();
+    let rails_dir = crate::project::root().join("rails");
+    let phase = report.phase("test database");
+    let database = Database::open(sh, report, &rails_dir)?;
+    phase.finish();
+    let command = DockerCmd::program(
+        "bundle",
+        ["exec", "rspec"].into_iter().map(String::from).chain(rspec_args.iter().cloned()),
+    )
+    .dir(rails_dir)
+    .env("RAILS_ENV", "test")
+    .env(TEST_DATABASE_URL, database.url())
+    .env_remove("DATABASE_URL");
+    Ok(Suite { _database: database, command })
 }
 
 enum Database {

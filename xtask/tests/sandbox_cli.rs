@@ -73,7 +73,7 @@ fn running(pid: u32) -> bool {
 }
 
 #[test]
-#[ignore = "starts the sandbox's processes; run by `cargo xtask ci` (cargo test -- --include-ignored)"]
+#[ignore = "needs Docker, docker-registry, moto (the sandbox's venv) and the base image zenn-sandbox/mariadb (MariaDB in Docker): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn up_is_idempotent_status_reports_health_and_down_leaves_nothing() {
     let scratch = Scratch::new("lifecycle");
 

@@ -280,7 +280,7 @@ fn primary(service: &Value) -> Value {
 }
 
 #[test]
-#[ignore = "starts the sandbox, builds and runs containers; run by `cargo xtask ci` (cargo test -- --include-ignored)"]
+#[ignore = "needs Docker, docker-registry, busybox-static, moto (the sandbox's venv) and the base image zenn-sandbox/mariadb (MariaDB in Docker): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn the_scheduler_runs_rolls_replaces_and_rolls_back_tasks_as_ecs_does() {
     let mut sandbox = Sandbox::up();
     let label = sandbox.owner_label();

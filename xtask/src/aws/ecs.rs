@@ -70,7 +70,7 @@ pub struct TaskSnapshot {
     /// `PROVISIONING`, `PENDING`, `ACTIVATING`, `RUNNING`, `DEACTIVATING`, `STOPPING`, `DEPROVISIONING`, `STOPPED`.
     pub last_status: String,
     pub desired_status: String,
-    pub health: Health,
+    pub health: HealthStatus,
     pub created_at: Option<SystemTime>,
     pub started_at: Option<SystemTime>,
     pub stopped_at: Option<SystemTime>,
@@ -87,25 +87,25 @@ pub struct ContainerSnapshot {
     pub image: Option<String>,
     pub image_digest: Option<String>,
     pub last_status: Option<String>,
-    pub health: Health,
+    pub health: HealthStatus,
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
+pub enum HealthStatus {
     Healthy,
     Unhealthy,
     /// No result yet, no health check, or not reported.
     Unknown,
 }
 
-impl Health {
+impl HealthStatus {
     pub fn as_str(self) -> &'static str {
         match self {
-            Health::Healthy => "HEALTHY",
-            Health::Unhealthy => "UNHEALTHY",
-            Health::Unknown => "UNKNOWN",
+            HealthStatus::Healthy => "HEALTHY",
+            HealthStatus::Unhealthy => "UNHEALTHY",
+            HealthStatus::Unknown => "UNKNOWN",
         }
     }
 }
@@ -149,6 +149,14 @@ pub struct TaskPage {
 }
 
 /// The ECS calls a roll makes; each method is exactly one API call.
+/// What an UpdateService changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceUpdate {
+    /// The revision to roll onto; `None`: forceNewDeployment on the current one.
+    pub task_definition: Option<String>,
+    pub desired_count: Option<i32>,
+}
+
 pub trait EcsApi {
     async fn describe_service(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot>;
     /// One page of the service's tasks with the given desired status.
@@ -162,8 +170,14 @@ pub trait EcsApi {
     /// At most [`DESCRIBE_TASKS_BATCH`] tasks; tasks ECS no longer knows are left out.
     async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskSnapshot>>;
     async fn stop_task(&self, cluster: &str, arn: &str, reason: &str) -> Result<()>;
-    /// UpdateService with forceNewDeployment; returns the service as the call left it.
-    async fn force_new_deployment(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot>;
+    /// UpdateService onto `update.task_definition`, or with forceNewDeployment when there is
+    /// none; returns the service as the call left it.
+    async fn update_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        update: &ServiceUpdate,
+    ) -> Result<ServiceSnapshot>;
     async fn describe_task_definition(
         &self,
         task_definition: &str,
@@ -245,9 +259,14 @@ impl<A: EcsApi> EcsApi for Counting<'_, A> {
         self.count("StopTask");
         self.api.stop_task(cluster, arn, reason).await
     }
-    async fn force_new_deployment(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot> {
+    async fn update_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        update: &ServiceUpdate,
+    ) -> Result<ServiceSnapshot> {
         self.count("UpdateService");
-        self.api.force_new_deployment(cluster, service).await
+        self.api.update_service(cluster, service, update).await
     }
     async fn describe_task_definition(
         &self,
@@ -368,19 +387,27 @@ impl EcsApi for Ecs {
         Ok(())
     }
 
-    async fn force_new_deployment(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot> {
-        let out = self
-            .client
-            .update_service()
-            .cluster(cluster)
-            .service(service)
-            .force_new_deployment(true)
+    async fn update_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        update: &ServiceUpdate,
+    ) -> Result<ServiceSnapshot> {
+        let call = self.client.update_service().cluster(cluster).service(service);
+        let call = match &update.task_definition {
+            Some(td) => call.task_definition(td),
+            None => call.force_new_deployment(true),
+        };
+        let call = call.set_desired_count(update.desired_count);
+        let what = update
+            .task_definition
+            .as_ref()
+            .map_or("forceNewDeployment".to_string(), |td| format!("taskDefinition {td}"));
+        let out = call
             .send()
             .await
             .map_err(sdk_error)
-            .with_context(|| {
-                format!("UpdateService (forceNewDeployment) for `{service}` failed")
-            })?;
+            .with_context(|| format!("UpdateService ({what}) for `{service}` failed"))?;
         out.service()
             .map(service_snapshot)
             .ok_or_else(|| anyhow!("UpdateService for `{service}` returned no service"))
@@ -413,11 +440,11 @@ fn owned(s: Option<&str>) -> Option<String> {
     s.map(str::to_string)
 }
 
-fn health(h: Option<&types::HealthStatus>) -> Health {
+fn health(h: Option<&types::HealthStatus>) -> HealthStatus {
     match h {
-        Some(types::HealthStatus::Healthy) => Health::Healthy,
-        Some(types::HealthStatus::Unhealthy) => Health::Unhealthy,
-        _ => Health::Unknown,
+        Some(types::HealthStatus::Healthy) => HealthStatus::Healthy,
+        Some(types::HealthStatus::Unhealthy) => HealthStatus::Unhealthy,
+        _ => HealthStatus::Unknown,
     }
 }
 
@@ -532,8 +559,8 @@ mod tests {
     use super::*;
     use aws_sdk_ecs::types::{
         Attachment, Container, ContainerDefinition, Deployment, DeploymentRolloutState,
-        HealthCheck, HealthStatus, KeyValuePair, LogConfiguration, LogDriver, Service, Task,
-        TaskDefinition, TaskStopCode,
+        HealthCheck, HealthStatus as SdkHealthStatus, KeyValuePair, LogConfiguration, LogDriver,
+        Service, Task, TaskDefinition, TaskStopCode,
     };
 
     const TASK_ARN: &str =
@@ -619,7 +646,7 @@ mod tests {
             .task_definition_arn(TD_ARN)
             .last_status("STOPPED")
             .desired_status("STOPPED")
-            .health_status(HealthStatus::Unhealthy)
+            .health_status(SdkHealthStatus::Unhealthy)
             .created_at(at(1_700_000_000))
             .started_at(at(1_700_000_030))
             .stopped_at(at(1_700_000_090))
@@ -654,7 +681,7 @@ mod tests {
                     )
                     .last_status("STOPPED")
                     .exit_code(1)
-                    .health_status(HealthStatus::Unhealthy)
+                    .health_status(SdkHealthStatus::Unhealthy)
                     .build(),
             )
             .containers(
@@ -663,7 +690,7 @@ mod tests {
                     .image("123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/zenn-clone-nginx")
                     .last_status("STOPPED")
                     .reason("dependency rails failed")
-                    .health_status(HealthStatus::UnknownValue)
+                    .health_status(SdkHealthStatus::UnknownValue)
                     .build(),
             )
             .build();
@@ -673,7 +700,7 @@ mod tests {
         assert_eq!(t.started_by.as_deref(), Some("ecs-svc/1234567890123456789"));
         assert_eq!(t.task_definition_arn.as_deref(), Some(TD_ARN));
         assert_eq!((t.last_status.as_str(), t.desired_status.as_str()), ("STOPPED", "STOPPED"));
-        assert_eq!(t.health, Health::Unhealthy);
+        assert_eq!(t.health, HealthStatus::Unhealthy);
         assert_eq!(t.stop_code.as_deref(), Some("EssentialContainerExited"));
         assert_eq!(t.stopped_reason.as_deref(), Some("Essential container in task exited"));
         assert!(t.created_at < t.started_at && t.started_at < t.stopped_at);
@@ -682,12 +709,12 @@ mod tests {
         let rails = &t.containers[0];
         assert_eq!(rails.name, "rails");
         assert_eq!(rails.exit_code, Some(1));
-        assert_eq!(rails.health, Health::Unhealthy);
+        assert_eq!(rails.health, HealthStatus::Unhealthy);
         assert!(rails.image_digest.as_deref().is_some_and(|d| d.starts_with("sha256:1111")));
         let nginx = &t.containers[1];
         assert_eq!((nginx.exit_code, nginx.image_digest.as_deref()), (None, None));
         assert_eq!(nginx.reason.as_deref(), Some("dependency rails failed"));
-        assert_eq!(nginx.health, Health::Unknown);
+        assert_eq!(nginx.health, HealthStatus::Unknown);
     }
 
     #[test]
@@ -695,7 +722,7 @@ mod tests {
         let task = Task::builder().task_arn(TASK_ARN).last_status("PROVISIONING").build();
         let t = task_snapshot(&task);
         assert_eq!(t.eni_id, None);
-        assert_eq!(t.health, Health::Unknown);
+        assert_eq!(t.health, HealthStatus::Unknown);
         assert!(t.containers.is_empty());
     }
 

@@ -1,21 +1,23 @@
 //! The one place that builds the AWS SDK configuration and clients.
 //!
 //! Settings come from the standard chain (`AWS_PROFILE`, `AWS_REGION`, SSO, environment
-//! keys, instance roles) with the target's region, profile and endpoint on top. The sandbox
-//! target uses fixed dummy credentials: moto accepts any, and real ones must never reach it.
+//! keys, instance roles) with the target's region, profile and endpoint on top, or the fixed
+//! keys a stand-in's target carries (real credentials must never reach a stand-in).
 
 use std::time::{Duration, SystemTime};
 
 pub mod ec2;
 pub mod ecr;
 pub mod ecs;
+pub mod ecs_json;
+pub mod sts;
 
 use anyhow::{anyhow, Context, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
-use crate::deploy::target::Target;
+use crate::deploy::target::{Credentials, Target};
 use crate::failure::Failure;
 
 /// Clients for one target, built once and shared (cloning a client is cheap).
@@ -167,12 +169,21 @@ pub async fn sdk_config(target: &Target) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
         .region(Region::new(target.region.clone()));
-    if target.sandbox {
-        loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-            "sandbox", "sandbox", None, None, "sandbox",
-        ));
-    } else if let Some(profile) = &target.profile {
-        loader = loader.profile_name(profile);
+    match &target.credentials {
+        Credentials::Static { access_key_id, secret_access_key } => {
+            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+                access_key_id,
+                secret_access_key,
+                None,
+                None,
+                "target",
+            ));
+        }
+        Credentials::Chain => {
+            if let Some(profile) = &target.profile {
+                loader = loader.profile_name(profile);
+            }
+        }
     }
     if let Some(url) = &target.endpoint_url {
         loader = loader.endpoint_url(url);

@@ -1,27 +1,30 @@
-//! `cargo xtask config`: the resolved deploy target.
+//! `cargo xtask config`: the resolved deploy target, exactly as a deploy with the same flags
+//! uses it (never credentials).
 
 use anyhow::Result;
 
-use crate::deploy::target::{DeployFile, SandboxEndpoints, TargetFlags};
+use crate::deploy::target::{DeployFile, DeployFlags, TargetFlags};
+use crate::event::Event;
+use crate::report::Reporter;
+use crate::sandbox;
 
-/// `cargo xtask config`: print the resolved target.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub target: TargetFlags,
+    #[command(flatten)]
+    pub deploy: DeployFlags,
 }
 
 impl Args {
-    /// Prints the target; `sandbox` holds the sandbox's endpoints when it is running.
-    pub fn run(
-        self,
-        report: &crate::report::Reporter,
-        sandbox: Option<SandboxEndpoints>,
-    ) -> Result<()> {
+    pub fn run(self, report: &Reporter) -> Result<()> {
         let file = DeployFile::load(&crate::project::root())?;
-        let target = file.resolve(&self.target, &|k| std::env::var(k).ok(), sandbox.as_ref())?;
+        // Nothing is started: the running sandbox's overlay, or the one `up` would make.
+        let overlay = self.target.sandbox.then(sandbox::planned_overlay);
+        let target =
+            file.resolve(&self.target, &self.deploy, &|k| std::env::var(k).ok(), overlay.as_ref())?;
         if report.json() {
-            report.event("config", serde_json::to_value(&target)?);
+            report.emit(Event::Config { target: serde_json::to_value(&target)? });
         } else {
             print!("{}", target.describe());
         }

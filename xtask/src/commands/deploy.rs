@@ -1,39 +1,44 @@
 //! `cargo xtask first-deploy` and `cargo xtask deploy`.
 
-use std::time::Duration;
-
 use anyhow::{anyhow, Result};
 use xshell::Shell;
 
-use crate::deploy::pipeline::{self, Deploy, Kind};
-use crate::deploy::push;
-use crate::deploy::target::{
-    parse_duration, DeployFile, RollStrategy, SandboxEndpoints, TargetFlags,
-};
+use crate::deploy::plan::{Plan, PlanOptions};
+use crate::deploy::target::{DeployFile, DeployFlags, Overlay, Target, TargetFlags};
+use crate::deploy::{run, summary};
+use crate::entrypoint::Mode;
+use crate::event::Event;
 use crate::failure::Failure;
 use crate::report::Reporter;
 use crate::sandbox;
 
-/// `--sandbox` brings the sandbox up and hands the pipeline its endpoints: the pipeline itself
-/// never knows whether it deploys to AWS or to the stand-ins.
-pub fn run(sh: &Shell, report: &Reporter, args: Args, kind: Kind) -> anyhow::Result<()> {
-    let endpoints = if args.target.sandbox && !args.dry_run {
-        Some(sandbox::ensure_up(sh, report, sandbox::UpOptions::for_deploy(kind == Kind::First))?)
-    } else if args.target.sandbox {
-        sandbox::running_endpoints()
-    } else {
-        None
+/// Resolves the one target of this deploy (with `--sandbox`, the sandbox comes up first and
+/// hands over its overlay), then runs the deploy or prints its plan.
+pub fn run(sh: &Shell, report: &Reporter, args: Args, mode: Mode) -> anyhow::Result<()> {
+    if args.force && mode == Mode::Later {
+        return Err(anyhow!("--force applies to first-deploy only").context(Failure::Input));
+    }
+    let file = DeployFile::load(&crate::project::root())?;
+    let env = |k: &str| std::env::var(k).ok();
+    let resolve =
+        |overlay: Option<&Overlay>| file.resolve(&args.target, &args.deploy, &env, overlay);
+    let target = match (args.target.sandbox, args.dry_run) {
+        (true, false) => {
+            let opts = sandbox::UpOptions::for_deploy(mode);
+            sandbox::ensure_up(sh, report, opts, &|overlay| resolve(Some(overlay)))?
+        }
+        (true, true) => resolve(Some(&sandbox::planned_overlay()))?,
+        (false, _) => resolve(None)?,
     };
-    args.run(sh, report, kind, endpoints)
+    args.run(sh, report, mode, &target)
 }
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub target: TargetFlags,
-    /// How to roll the service onto the new images [default: deploy.toml's `strategy`]
-    #[arg(long, value_enum)]
-    pub strategy: Option<RollStrategy>,
+    #[command(flatten)]
+    pub deploy: DeployFlags,
     /// Do not run the RSpec suite first
     #[arg(long)]
     pub skip_tests: bool,
@@ -44,54 +49,55 @@ pub struct Args {
     /// Print every step and command with its arguments; change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// The JSON `message` the health check must answer [default: deploy.toml's
-    /// `verify.expect_message`, else any]
-    #[arg(long, value_name = "TEXT")]
-    pub expect_message: Option<String>,
-    /// How long the roll may take before it fails [default: deploy.toml's `timeouts.roll`]
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
-    pub timeout: Option<Duration>,
     /// first-deploy only: go on although the service already runs tasks (its database is then
     /// most likely seeded, and a second db:seed makes the new task exit)
     #[arg(long)]
     pub force: bool,
 }
 
-fn duration_arg(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.to_string())
-}
-
 impl Args {
-    pub fn run(
-        self,
-        sh: &Shell,
-        report: &Reporter,
-        kind: Kind,
-        sandbox: Option<SandboxEndpoints>,
-    ) -> Result<()> {
-        if self.force && kind == Kind::Later {
-            return Err(anyhow!("--force applies to first-deploy only").context(Failure::Input));
+    fn run(self, sh: &Shell, report: &Reporter, mode: Mode, target: &Target) -> Result<()> {
+        let opts = PlanOptions {
+            skip_tests: self.skip_tests,
+            cache: self.cache,
+            force: self.force,
+            git: is_git_checkout(sh),
+            ..PlanOptions::new(crate::project::target_dir().join("xtask"))
+        };
+        let plan = Plan::new(target, mode, &opts);
+        report.info(format!(
+            "{} to `{}`: service {} in cluster {} ({}{}), strategy {}",
+            summary::command(mode),
+            target.name,
+            target.service,
+            target.cluster,
+            target.region,
+            target.label.as_ref().map(|l| format!(", {l}")).unwrap_or_default(),
+            target.strategy,
+        ));
+        if self.skip_tests {
+            report.warn("--skip-tests: the RSpec suite does not run before this deploy");
         }
-        let file = DeployFile::load(&crate::project::root())?;
-        let mut target =
-            file.resolve(&self.target, &|k| std::env::var(k).ok(), sandbox.as_ref())?;
-        if let Some(strategy) = self.strategy {
-            target.strategy = strategy;
-        }
-        if let Some(timeout) = self.timeout {
-            target.roll_timeout = timeout;
-        }
-        if self.expect_message.is_some() {
-            target.verify.expect_message = self.expect_message.clone();
-        }
-        let opts = push::Options { cache: self.cache, ..push::Options::new(kind == Kind::First) };
         if self.dry_run {
-            for line in pipeline::plan(sh, kind, &target, &opts, self.skip_tests) {
-                report.info(line);
+            for (line, view) in plan.lines().into_iter().zip(plan.views()) {
+                report.line(&line);
+                report.emit(Event::PlanStep(view));
             }
             report.info("dry run: nothing was changed");
             return Ok(());
         }
-        Deploy { sh, report, kind, target: &target }.run(opts, self.skip_tests, self.force)
+        let finished = run::execute(sh, report, target, &plan, &opts)?;
+        summary::print(report, target, mode, &finished);
+        Ok(())
     }
+}
+
+/// Whether the tree is a git checkout (images get a commit tag then).
+fn is_git_checkout(sh: &Shell) -> bool {
+    xshell::cmd!(sh, "git rev-parse --short HEAD")
+        .quiet()
+        .ignore_stderr()
+        .ignore_stdout()
+        .run()
+        .is_ok()
 }

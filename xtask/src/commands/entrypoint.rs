@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
+use crate::event::Event;
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::json;
 use xshell::Shell;
 
-use crate::deploy::target::{DeployFile, TargetFlags};
+use crate::deploy::target::{DeployFile, DeployFlags, TargetFlags};
 use crate::entrypoint::{self, Mode};
 use crate::report::Reporter;
 
@@ -54,7 +54,8 @@ impl FileArgs {
         let root = crate::project::root();
         let flags = TargetFlags { target: self.target, ..TargetFlags::default() };
         // The entrypoint settings depend on no AWS variable, so none may break this command.
-        let target = DeployFile::load(&root)?.resolve(&flags, &|_| None, None)?;
+        let target =
+            DeployFile::load(&root)?.resolve(&flags, &DeployFlags::default(), &|_| None, None)?;
         let path = self.file.unwrap_or_else(|| root.join(&target.entrypoint.file));
         Ok((path, target.entrypoint.first_deploy_only))
     }
@@ -70,14 +71,11 @@ impl Args {
                 let status = entrypoint::status_file(&path, &steps)?;
                 let label = entrypoint::label(&path);
                 if report.json() {
-                    report.event(
-                        "entrypoint_status",
-                        json!({
-                            "file": label,
-                            "mode": status.mode().map_or("mixed".to_string(), |m| m.to_string()),
-                            "steps": status.steps,
-                        }),
-                    );
+                    report.emit(Event::EntrypointStatus {
+                        file: label,
+                        mode: status.mode().map_or("mixed".to_string(), |m| m.to_string()),
+                        steps: serde_json::to_value(&status.steps)?,
+                    });
                 } else {
                     print!("{}", status.describe(&label));
                 }
@@ -94,7 +92,7 @@ impl ModeArgs {
         if self.check {
             entrypoint::check_file(&path, mode, &steps)?;
             if report.json() {
-                report.event("entrypoint_check", json!({ "file": label, "mode": mode }));
+                report.emit(Event::EntrypointCheck { file: label, mode: mode.to_string() });
             } else {
                 println!("{label}: in {mode} mode");
             }
@@ -102,10 +100,12 @@ impl ModeArgs {
         }
         let applied = entrypoint::apply_file(&path, mode, &steps)?;
         if report.json() {
-            report.event(
-                "entrypoint",
-                json!({ "file": label, "mode": mode, "changed": applied.changed, "diff": applied.diff }),
-            );
+            report.emit(Event::Entrypoint {
+                file: label,
+                mode: mode.to_string(),
+                changed: applied.changed,
+                diff: applied.diff,
+            });
         } else if applied.changed {
             print!("{}", applied.diff);
             report.info(format!("{label}: now in {mode} mode"));

@@ -15,7 +15,8 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 use xshell::{cmd, Shell};
 
-use crate::deploy::target::{DeployFile, Target, TargetFlags};
+use crate::deploy::target::Target;
+use crate::event::{self, Event, Outcome, StatusView, StepView};
 use crate::failure::Failure;
 use crate::report::Reporter;
 use crate::sandbox::{self, admin::Admin, database, Layout};
@@ -25,6 +26,7 @@ const CHAPTER_MESSAGE: &str = "Success Health Check!!";
 const CONTROLLER: &str = "rails/app/controllers/api/v1/health_check_controller.rb";
 const SPEC: &str = "rails/spec/requests/api/v1/health_checks_spec.rb";
 const PRODUCTION_CONFIG: &str = "rails/config/environments/production.rb";
+const TASK_DEFINITION: &str = "rails/task-definition.json";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -47,58 +49,87 @@ impl Args {
 /// One `cargo xtask` run in the scratch copy: its exit code and its JSON events.
 struct Run {
     code: i32,
-    events: Vec<Value>,
+    events: Vec<Event>,
     wall: Duration,
+    /// Everything on stdout (JSON lines and what a command prints there).
+    stdout: String,
 }
 
 impl Run {
-    fn result(&self) -> Option<&Value> {
-        self.events.iter().rev().find(|e| e["event"] == "result")
+    fn result(&self) -> Option<&Outcome> {
+        self.events.iter().rev().find_map(|e| match e {
+            Event::Result(outcome) => Some(outcome),
+            _ => None,
+        })
     }
 
     fn started_phases(&self) -> Vec<String> {
         self.events
             .iter()
-            .filter(|e| e["event"] == "phase_start")
-            .filter_map(|e| e["phase"].as_str().map(String::from))
+            .filter_map(|e| match e {
+                Event::PhaseStart { phase } => Some(phase.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The steps a dry run printed.
+    fn plan_steps(&self) -> Vec<StepView> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::PlanStep(step) => Some(step.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The steps a run started, in order.
+    fn executed_steps(&self) -> Vec<StepView> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StepStart(step) => Some(step.clone()),
+                _ => None,
+            })
             .collect()
     }
 
     fn error(&self) -> String {
-        self.result().and_then(|r| r["error"].as_str()).unwrap_or("").to_string()
+        self.result().and_then(|r| r.error.clone()).unwrap_or_default()
     }
 
     fn public_ip(&self) -> Result<String> {
         self.result()
-            .and_then(|r| r["public_ip"].as_str())
-            .map(String::from)
+            .and_then(|r| r.public_ip.clone())
             .ok_or_else(|| anyhow!("the deploy's result names no public IP"))
+    }
+
+    /// Container → the digest the deploy pushed.
+    fn digests(&self) -> BTreeMap<String, String> {
+        self.result().map_or_else(BTreeMap::new, |r| {
+            r.images.iter().map(|i| (i.container.clone(), i.digest.clone())).collect()
+        })
     }
 
     /// The task that ran the first-mode image (db:create, db:seed) of a first deploy.
     fn seeded_task_id(&self) -> Result<String> {
         self.result()
-            .and_then(|r| r["seeded_by"]["task_id"].as_str())
-            .map(String::from)
+            .and_then(|r| r.seeded_by.as_ref()?.task_id.clone())
             .ok_or_else(|| anyhow!("the first deploy's result names no seeding task"))
     }
 
     fn task_id(&self) -> Result<String> {
         self.result()
-            .and_then(|r| r["task_id"].as_str())
-            .map(String::from)
+            .and_then(|r| r.task_id.clone())
             .ok_or_else(|| anyhow!("the deploy's result names no task"))
     }
 
     /// Phase name → seconds, from the result event.
     fn phases(&self) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
-        if let Some(phases) = self.result().and_then(|r| r["phases"].as_array()) {
-            for p in phases {
-                if let (Some(name), Some(secs)) = (p["phase"].as_str(), p["duration_s"].as_f64()) {
-                    *out.entry(name.to_string()).or_insert(0.0) += secs;
-                }
-            }
+        for p in self.result().map(|r| r.phases.as_slice()).unwrap_or_default() {
+            *out.entry(p.phase.clone()).or_insert(0.0) += p.duration_s;
         }
         out
     }
@@ -152,13 +183,23 @@ impl<'a> Rehearsal<'a> {
     fn run_all(&self) -> Result<()> {
         let report = self.report;
 
-        // 1. From nothing: the sandbox without repositories, then the quick start.
-        {
+        // 1. From nothing: a bare sandbox (an empty account with a network), then the quick start.
+        let first_run = {
             let phase = report.phase("rehearsal 1: first-deploy from nothing");
             self.fresh_sandbox()?;
             let run =
                 self.xtask(&["first-deploy", "--sandbox", "--expect-message", FIRST_MESSAGE])?;
             self.expect_success(&run, "first-deploy --sandbox")?;
+            let created = run.result().map(|r| r.created.clone()).unwrap_or_default();
+            for what in ["cluster zenn-clone-cluster", "service zenn-clone-backend-service"] {
+                ensure!(
+                    created.iter().any(|c| c.starts_with(what)),
+                    "first-deploy did not create {what}: {created:?}"
+                );
+            }
+            // Revision 1 ran the first-mode image and seeded; revision 2 is the later-mode one.
+            self.expect_status(&run, 2, 1)?;
+            report.info(format!("first-deploy created {}; revisions 1 (first mode) and 2 (later mode), the service on 2", created.join("; ")));
             let ip = run.public_ip()?;
             self.expect_message(&ip, FIRST_MESSAGE)?;
             self.expect_seeded()?;
@@ -189,17 +230,27 @@ impl<'a> Rehearsal<'a> {
             self.expect_seeded()?;
             report.info(format!("task {task} stopped: its replacement {} at {replacement_ip} is healthy, did not seed, and the rows are there once", replacement.task_id));
             phase.finish();
-        }
+            run
+        };
 
         // 2. The chapter's change, then deploy.
-        let (chapter_run, chapter_ip) = {
+        let (chapter_run, _) = {
             let phase = report.phase("rehearsal 2: the chapter's change, deploy");
             let first_ip = self.current_address()?;
             self.replace(CONTROLLER, FIRST_MESSAGE, CHAPTER_MESSAGE)?;
             self.replace(SPEC, FIRST_MESSAGE, CHAPTER_MESSAGE)?;
             self.commit("the chapter's change: Success Health Check!!")?;
-            let run = self.xtask(&["deploy", "--sandbox", "--expect-message", CHAPTER_MESSAGE])?;
+            let args = ["deploy", "--sandbox", "--expect-message", CHAPTER_MESSAGE];
+            let dry = self.xtask(&[&args[..], &["--dry-run"]].concat())?;
+            self.expect_success(&dry, "deploy --sandbox --dry-run")?;
+            let run = self.xtask(&args)?;
             self.expect_success(&run, "deploy --sandbox")?;
+            let (planned, ran) = (dry.plan_steps(), run.executed_steps());
+            ensure!(
+                !planned.is_empty() && planned == ran,
+                "the steps run differ from the dry run's:\ndry run: {planned:#?}\nrun: {ran:#?}"
+            );
+            report.info(format!("the {} steps run are the dry run's, in its order", ran.len()));
             let ip = run.public_ip()?;
             ensure!(
                 ip != first_ip,
@@ -224,14 +275,101 @@ impl<'a> Rehearsal<'a> {
                 again.code,
                 again.error()
             );
-            report.info(format!("new task at {ip} (was {first_ip}) serves {CHAPTER_MESSAGE:?}; log: db:migrate, no db:create / db:seed; still 2 users, 30 articles; a second first-deploy is refused"));
+            self.expect_status(&run, 3, 1)?;
+            ensure!(
+                run.digests() != first_run.digests(),
+                "the chapter's deploy runs the first deploy's digests"
+            );
+            report.info(format!("new task at {ip} (was {first_ip}) serves {CHAPTER_MESSAGE:?}; log: db:migrate, no db:create / db:seed; still 2 users, 30 articles; a second first-deploy is refused; revision 3, pinned to the new digests"));
             phase.finish();
             (run, ip)
         };
 
+        // 2b. Rollback: revision 2 again, its exact images, the first message served again.
+        {
+            let phase = report.phase("rehearsal 2b: rollback");
+            let run = self.xtask(&["rollback", "--sandbox", "--expect-message", FIRST_MESSAGE])?;
+            self.expect_success(&run, "rollback --sandbox")?;
+            self.expect_message(&run.public_ip()?, FIRST_MESSAGE)?;
+            let status = self.status()?;
+            ensure!(
+                status.revision == Some(2),
+                "the rollback left the service on {:?}, not 2",
+                status.revision
+            );
+            let running: BTreeMap<String, String> = status
+                .images
+                .iter()
+                .filter_map(|i| Some((i.container.clone(), i.digest.clone()?)))
+                .collect();
+            ensure!(
+                running == first_run.digests(),
+                "the rollback runs {running:?}, not revision 2's {:?}",
+                first_run.digests()
+            );
+            self.expect_tasks(&status, 1)?;
+            report.info(format!("rollback: the service is back on revision 2 with its digests, {FIRST_MESSAGE:?} served again"));
+            let back = self.xtask(&[
+                "deploy",
+                "--sandbox",
+                "--skip-tests",
+                "--expect-message",
+                CHAPTER_MESSAGE,
+            ])?;
+            self.expect_success(&back, "deploy --sandbox (after the rollback)")?;
+            self.expect_status(&back, 4, 1)?;
+            phase.finish();
+        }
+
+        // 2c. A change to the task definition shows as drift and reaches the new task.
+        {
+            let phase = report.phase("rehearsal 2c: a task definition change");
+            self.replace(
+                TASK_DEFINITION,
+                r#"{ "name": "RAILS_LOG_TO_STDOUT", "value": "1" }"#,
+                r#"{ "name": "RAILS_LOG_TO_STDOUT", "value": "1" },
+        { "name": "FEATURE_FLAG", "value": "rehearsal" }"#,
+            )?;
+            self.commit("an environment variable")?;
+            let diff = self.xtask(&["diff", "--sandbox"])?;
+            let drift = i32::from(Failure::Drift.exit_code());
+            ensure!(
+                diff.code == drift,
+                "diff must exit {drift} on drift, got {}: {}",
+                diff.code,
+                diff.error()
+            );
+            ensure!(
+                diff.stdout.contains("+ containerDefinitions[rails].environment[FEATURE_FLAG]"),
+                "diff must name the field: {}",
+                diff.stdout
+            );
+            let run = self.xtask(&[
+                "deploy",
+                "--sandbox",
+                "--skip-tests",
+                "--expect-message",
+                CHAPTER_MESSAGE,
+            ])?;
+            self.expect_success(&run, "deploy --sandbox (environment variable)")?;
+            self.expect_status(&run, 5, 1)?;
+            let value = self.container_env(&run.task_id()?, "rails", "FEATURE_FLAG")?;
+            ensure!(value == "rehearsal", "the new task's FEATURE_FLAG is {value:?}");
+            let again = self.xtask(&["diff", "--sandbox"])?;
+            ensure!(
+                again.code == 0,
+                "no drift after the deploy, got exit {}: {}",
+                again.code,
+                again.stdout
+            );
+            report.info(format!("diff showed: {}; deploy gave revision 5, its task has FEATURE_FLAG=rehearsal; diff is clean again", diff.stdout.trim()));
+            phase.finish();
+        }
+
         // 3. A change that breaks the app at boot: the roll fails, the old task keeps serving.
         {
             let phase = report.phase("rehearsal 3: a deploy that breaks the app");
+            let serving = self.current_address()?;
             self.replace(
                 PRODUCTION_CONFIG,
                 "Rails.application.configure do\n",
@@ -250,21 +388,22 @@ impl<'a> Rehearsal<'a> {
                 "the roll failure must give the task's stop reason: {}",
                 run.error()
             );
-            self.expect_message(&chapter_ip, CHAPTER_MESSAGE).context(
+            self.expect_message(&serving, CHAPTER_MESSAGE).context(
                 "the previous task must keep serving after a failed force-new-deployment",
             )?;
             self.git(&["checkout", "--", PRODUCTION_CONFIG])?;
             self.wait_for_steady_service()?;
             report.info(format!(
-                "roll failed with exit {roll} ({}); {chapter_ip} still serves {CHAPTER_MESSAGE:?}",
+                "roll failed with exit {roll} ({}); {serving} still serves {CHAPTER_MESSAGE:?}",
                 first_line(&run.error())
             ));
             phase.finish();
         }
 
-        // 4. Tests that fail stop the deploy before anything is built.
+        // 4. Tests that fail stop the builds beside them; nothing is pushed.
         {
             let phase = report.phase("rehearsal 4: a deploy whose tests fail");
+            let before = self.latest_digests()?;
             self.replace(CONTROLLER, CHAPTER_MESSAGE, "Success Health Check!!!")?;
             let run = self.xtask(&["deploy", "--sandbox"])?;
             let tests = i32::from(Failure::Tests.exit_code());
@@ -275,11 +414,23 @@ impl<'a> Rehearsal<'a> {
             );
             let started = run.started_phases();
             ensure!(
-                !started.iter().any(|p| p == "build"),
-                "the deploy built images after the tests failed: {started:?}"
+                !started.iter().any(|p| p == "push" || p == "roll"),
+                "the deploy pushed or rolled after the tests failed: {started:?}"
+            );
+            ensure!(
+                run.error().contains("the builds beside it were stopped and nothing was pushed"),
+                "the error must say the builds stopped: {}",
+                run.error()
+            );
+            ensure!(
+                self.latest_digests()? == before,
+                "`latest` moved in ECR although the tests failed"
             );
             self.git(&["checkout", "--", CONTROLLER])?;
-            report.info(format!("exit {tests}, phases started: {}", started.join(", ")));
+            report.info(format!(
+                "exit {tests}, the builds beside the suite stopped, `latest` in ECR unchanged; phases started: {}",
+                started.join(", ")
+            ));
             phase.finish();
         }
 
@@ -315,14 +466,39 @@ impl<'a> Rehearsal<'a> {
             }
             phase.finish();
         }
+        // 7. More than one task: the roll waits for each, verify checks each address.
+        {
+            let phase = report.phase("rehearsal 7: three tasks");
+            let path = self.scratch.join("deploy.toml");
+            let text = fs::read_to_string(&path)?;
+            fs::write(&path, format!("{text}\n[targets.sandbox.service]\ndesired_count = 3\n"))?;
+            let run = self.xtask(&[
+                "deploy",
+                "--sandbox",
+                "--skip-tests",
+                "--expect-message",
+                CHAPTER_MESSAGE,
+            ])?;
+            self.expect_success(&run, "deploy --sandbox (3 tasks)")?;
+            let ips = run.result().map(|r| r.public_ips.clone()).unwrap_or_default();
+            ensure!(ips.len() == 3, "three tasks, three addresses verified: {ips:?}");
+            for ip in &ips {
+                self.expect_message(ip, CHAPTER_MESSAGE)?;
+            }
+            let status = self.status()?;
+            self.expect_tasks(&status, 3)?;
+            fs::write(&path, text)?;
+            report.info(format!("3 tasks at {}, each verified", ips.join(", ")));
+            phase.finish();
+        }
         report.info("rehearsal passed: the chapter holds end to end in the sandbox");
         Ok(())
     }
 
     /// A sandbox with no ECR repositories and an empty database, as on a fresh account.
     fn fresh_sandbox(&self) -> Result<()> {
-        if sandbox::running_endpoints().is_some() {
-            self.xtask_ok(&["sandbox", "reset", "--no-repositories"])
+        if sandbox::running_overlay().is_some() {
+            self.xtask_ok(&["sandbox", "reset", "--bare"])
                 .context("cannot reset the sandbox for the rehearsal")?;
         }
         Ok(())
@@ -343,11 +519,17 @@ impl<'a> Rehearsal<'a> {
             .unchecked()
             .run()
             .with_context(|| format!("cannot run {}", self.exe.display()))?;
-        let events = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
+        let events = event::parse_lines(&String::from_utf8_lossy(&output.stdout))
+            .into_iter()
+            .map(|e| e.event)
             .collect();
-        Ok(Run { code: output.status.code().unwrap_or(-1), events, wall: started.elapsed() })
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        Ok(Run {
+            code: output.status.code().unwrap_or(-1),
+            events,
+            wall: started.elapsed(),
+            stdout,
+        })
     }
 
     fn xtask_ok(&self, args: &[&str]) -> Result<Run> {
@@ -388,6 +570,22 @@ impl<'a> Rehearsal<'a> {
         Ok(())
     }
 
+    /// `latest` of each repository in the sandbox's ECR.
+    fn latest_digests(&self) -> Result<Vec<Option<String>>> {
+        let (_, target) = self.sandbox()?;
+        let rt = crate::aws::runtime()?;
+        let aws = rt.block_on(crate::aws::Aws::connect(&target));
+        target
+            .images
+            .iter()
+            .map(|i| {
+                let found =
+                    rt.block_on(crate::aws::ecr::tagged_image(&aws.ecr, &i.repository, "latest"))?;
+                Ok(found.map(|f| f.digest))
+            })
+            .collect()
+    }
+
     /// The database holds the seed rows exactly once.
     fn expect_seeded(&self) -> Result<()> {
         let layout = Layout::standard();
@@ -400,6 +598,101 @@ impl<'a> Rehearsal<'a> {
             articles.trim()
         );
         Ok(())
+    }
+
+    /// `status --json` of the sandbox service.
+    fn status(&self) -> Result<StatusView> {
+        let run = self.xtask(&["status", "--sandbox"])?;
+        ensure!(
+            run.code == 0,
+            "`cargo xtask status --sandbox` exited with {}: {}",
+            run.code,
+            run.error()
+        );
+        run.events
+            .iter()
+            .find_map(|e| match e {
+                Event::Status(view) => Some(view.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| anyhow!("`status --json` printed no status"))
+    }
+
+    /// `status` agrees with the deploy's result: the service on `revision`, running the
+    /// pushed digests in `tasks` healthy task(s) of that revision, no drift.
+    fn expect_status(&self, run: &Run, revision: i64, tasks: usize) -> Result<()> {
+        let status = self.status()?;
+        let result = run.result().ok_or_else(|| anyhow!("the deploy printed no result"))?;
+        ensure!(
+            status.revision == Some(revision) && result.revision == Some(revision),
+            "expected revision {revision}: status says {:?}, the deploy {:?}",
+            status.revision,
+            result.revision
+        );
+        ensure!(
+            status.task_definition == result.task_definition,
+            "status and the deploy name other revisions"
+        );
+        let running: BTreeMap<String, String> = status
+            .images
+            .iter()
+            .filter_map(|i| Some((i.container.clone(), i.digest.clone()?)))
+            .collect();
+        ensure!(
+            running == run.digests(),
+            "the revision runs {running:?}, the deploy pushed {:?}",
+            run.digests()
+        );
+        for image in &status.images {
+            ensure!(
+                image.image.contains("@sha256:"),
+                "{} is not pinned by digest: {}",
+                image.container,
+                image.image
+            );
+        }
+        ensure!(
+            !status.drift,
+            "status shows drift right after a deploy: {:?}",
+            status.drift_fields
+        );
+        self.expect_tasks(&status, tasks)
+    }
+
+    /// `tasks` tasks RUNNING, HEALTHY, on the service's revision, each with a public IP.
+    fn expect_tasks(&self, status: &StatusView, tasks: usize) -> Result<()> {
+        let good = status
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.last_status == "RUNNING"
+                    && t.health == "HEALTHY"
+                    && t.task_definition == status.task_definition
+                    && t.public_ip.is_some()
+            })
+            .count();
+        ensure!(
+            good == tasks,
+            "expected {tasks} healthy task(s) on {:?}: {:#?}",
+            status.task_definition,
+            status.tasks
+        );
+        Ok(())
+    }
+
+    /// An environment variable of a sandbox task's container, as the container sees it.
+    fn container_env(&self, task_id: &str, container: &str, name: &str) -> Result<String> {
+        let sh = self.sh;
+        let (task, role) = (
+            format!("label=zenn-sandbox.task={task_id}"),
+            format!("label=zenn-sandbox.container={container}"),
+        );
+        let id = cmd!(sh, "docker ps -q --filter {task} --filter {role}").quiet().read()?;
+        let id = id
+            .lines()
+            .next()
+            .ok_or_else(|| anyhow!("no {container} container of task {task_id}"))?;
+        Ok(cmd!(sh, "docker exec {id} printenv {name}").quiet().read()?.trim().to_string())
     }
 
     /// The task's rails log shows db:migrate and none of the first-deploy steps.
@@ -476,15 +769,10 @@ impl<'a> Rehearsal<'a> {
 
     /// The sandbox's admin client and target.
     fn sandbox(&self) -> Result<(Admin, Target)> {
-        let endpoints =
-            sandbox::running_endpoints().ok_or_else(|| anyhow!("the sandbox is not running"))?;
-        let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
-        let target = DeployFile::load(&crate::project::root())?.resolve(
-            &flags,
-            &|_| None,
-            Some(&endpoints),
-        )?;
-        Ok((Admin::new(&endpoints.endpoint_url), target))
+        let overlay =
+            sandbox::running_overlay().ok_or_else(|| anyhow!("the sandbox is not running"))?;
+        let target = sandbox::own_target(&overlay)?;
+        Ok((Admin::new(&overlay.endpoint_url), target))
     }
 
     /// After a failed deploy the scheduler keeps trying until its circuit breaker rolls the
@@ -549,9 +837,9 @@ fn first_line(text: &str) -> &str {
 /// The deploy's top-level phases (the others nest inside them).
 const PHASES: [&str; 8] = [
     "preflight",
-    "tests",
+    "entrypoint",
     "log in to the registry",
-    "build",
+    "tests and build",
     "push",
     "check latest in ECR",
     "roll",

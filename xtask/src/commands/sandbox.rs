@@ -35,8 +35,22 @@ enum SandboxCommand {
 #[derive(Debug, clap::Args)]
 struct UpArgs {
     /// Leave the ECR repositories out (so `first-deploy` shows it creates them)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bare")]
     no_repositories: bool,
+    /// An empty account: only the network (VPC, subnet, security group); no repository,
+    /// cluster, task definition or service (`first-deploy` creates them)
+    #[arg(long)]
+    bare: bool,
+}
+
+impl UpArgs {
+    fn options(&self) -> UpOptions {
+        match (self.bare, self.no_repositories) {
+            (true, _) => UpOptions::Bare,
+            (false, true) => UpOptions::NoRepositories,
+            (false, false) => UpOptions::Everything,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,17 +83,11 @@ impl Args {
         let layout = Layout::standard();
         match self.command {
             SandboxCommand::Up(args) => {
-                sandbox::ensure_up(sh, report, UpOptions { repositories: !args.no_repositories })
-                    .map(drop)
+                sandbox::ensure_up(sh, report, args.options(), &sandbox::own_target).map(drop)
             }
             SandboxCommand::Down => sandbox::down(sh, report, &layout),
             SandboxCommand::Status => sandbox::status(report, &layout),
-            SandboxCommand::Reset(args) => sandbox::reset(
-                sh,
-                report,
-                &layout,
-                UpOptions { repositories: !args.no_repositories },
-            ),
+            SandboxCommand::Reset(args) => sandbox::reset(sh, report, &layout, args.options()),
             SandboxCommand::Logs(args) => logs(&layout, args),
             SandboxCommand::Serve(args) => sandbox::serve_process(sandbox::ServeArgs {
                 dir: args.dir,

@@ -1,9 +1,12 @@
-//! `deploy.toml` + flags + the AWS environment, resolved into one [`Target`].
+//! `deploy.toml` + flags + the AWS environment (+ an [`Overlay`]), resolved into one [`Target`].
 //!
 //! Precedence, highest first: command-line flags, the standard AWS environment
 //! (`AWS_PROFILE`, `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`), the target's
 //! table in `deploy.toml`, its `[defaults]` table, the built-in defaults (the chapter's names).
-//! The file never holds credentials; those come from the standard AWS chain.
+//! The file never holds credentials; those come from the standard AWS chain. An overlay (the
+//! local sandbox hands one over) replaces the AWS side as a whole: region, endpoint, registry
+//! and credentials are its own, and the AWS environment does not apply. Nothing after the
+//! resolution changes a target, so `cargo xtask config` shows what a deploy uses.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::failure::Failure;
 
-/// The name of the built-in target that deploys to the local sandbox.
+/// The name of the target `--sandbox` selects (a `[targets.sandbox]` table is optional).
 pub const SANDBOX: &str = "sandbox";
 pub const FILE_NAME: &str = "deploy.toml";
 
@@ -23,16 +26,24 @@ pub const FILE_NAME: &str = "deploy.toml";
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Target {
     pub name: String,
-    /// The local stand-ins instead of AWS.
-    pub sandbox: bool,
+    /// What the target stands for, when it is not plain AWS (`the local sandbox`).
+    pub label: Option<String>,
+    /// The flags that select this target again (`--sandbox`, `--target staging`), for the
+    /// commands a message tells the user to run next.
+    pub cli_flags: Vec<String>,
     pub region: String,
+    /// The named profile of the standard chain, when one is set.
     pub profile: Option<String>,
+    /// Where credentials come from.
+    pub credentials: Credentials,
     /// Endpoint for every AWS API call (the sandbox's moto server, LocalStack, a VPC endpoint).
     pub endpoint_url: Option<String>,
     /// Registry host (`host[:port]`) to push to, instead of the one in ECR's authorization token.
     pub registry: Option<String>,
     pub cluster: String,
     pub service: String,
+    /// How `first-deploy` creates the service when it is missing.
+    pub service_settings: ServiceSettings,
     /// The task definition kept in the repository (relative to the project root).
     pub task_definition: PathBuf,
     pub strategy: RollStrategy,
@@ -41,6 +52,77 @@ pub struct Target {
     pub verify: VerifyConfig,
     #[serde(with = "secs")]
     pub roll_timeout: Duration,
+    /// How to read a task's container logs, when not through CloudWatch: a command with
+    /// `{task_id}` in it.
+    pub logs_command: Option<String>,
+}
+
+/// The service `first-deploy` creates when it is missing (`[defaults.service]` and the
+/// target's `service` table; the network of a stand-in comes with its overlay).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceSettings {
+    pub desired_count: i32,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: bool,
+    pub minimum_healthy_percent: i32,
+    pub maximum_percent: i32,
+}
+
+/// Where a target's AWS credentials come from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "source")]
+pub enum Credentials {
+    /// The standard chain: AWS_PROFILE / `profile`, SSO, environment keys, instance roles.
+    Chain,
+    /// Fixed keys of a stand-in that accepts any (the sandbox): real ones must never reach it.
+    Static {
+        access_key_id: String,
+        #[serde(skip)]
+        secret_access_key: String,
+    },
+}
+
+/// What a stand-in for AWS (the sandbox) hands over: it replaces the target's AWS side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overlay {
+    /// The target it stands for (`sandbox`): its table in deploy.toml applies, if any.
+    pub target: String,
+    /// What it is, for messages (`the local sandbox`).
+    pub label: String,
+    /// The flags that select it (`--sandbox`).
+    pub cli_flags: Vec<String>,
+    /// The region its resources live in.
+    pub region: String,
+    pub endpoint_url: String,
+    pub registry: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// How to read a task's container logs (`{task_id}` in it).
+    pub logs_command: Option<String>,
+    /// The subnets and security groups of its network, for a service it has none of.
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+}
+
+/// Deploy settings the command line overrides (flattened into the deploy commands and
+/// `config`, so that `config` shows what a deploy with the same flags uses).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DeployFlags {
+    /// How to roll the service onto the new images [default: deploy.toml's `strategy`]
+    #[arg(long, value_enum)]
+    pub strategy: Option<RollStrategy>,
+    /// How long the roll may take before it fails [default: deploy.toml's `timeouts.roll`]
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub timeout: Option<Duration>,
+    /// The JSON `message` the health check must answer [default: deploy.toml's
+    /// `verify.expect_message`, else any]
+    #[arg(long, value_name = "TEXT")]
+    pub expect_message: Option<String>,
+}
+
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// One image the deploy builds and pushes.
@@ -110,8 +192,9 @@ pub struct TargetFlags {
     /// Deploy target from deploy.toml [default: the file's `default_target`]
     #[arg(long, value_name = "NAME", conflicts_with = "sandbox")]
     pub target: Option<String>,
-    /// Use the local sandbox (moto, a local registry, Docker) instead of AWS
-    #[arg(long)]
+    /// Use the local sandbox (moto, a local registry, Docker) instead of AWS; it has its own
+    /// region, endpoints and credentials
+    #[arg(long, conflicts_with_all = ["region", "profile", "endpoint_url"])]
     pub sandbox: bool,
     /// AWS region [env: AWS_REGION]
     #[arg(long, value_name = "REGION")]
@@ -135,13 +218,6 @@ impl TargetFlags {
     }
 }
 
-/// Where the running sandbox listens, from its state file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SandboxEndpoints {
-    pub endpoint_url: String,
-    pub registry: String,
-}
-
 /// `deploy.toml`, parsed but not resolved.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,13 +237,58 @@ struct RawTarget {
     endpoint_url: Option<String>,
     registry: Option<String>,
     cluster: Option<String>,
-    service: Option<String>,
+    service: Option<RawService>,
     task_definition: Option<PathBuf>,
     strategy: Option<String>,
     images: Option<BTreeMap<String, RawImage>>,
     entrypoint: Option<RawEntrypoint>,
     verify: Option<RawVerify>,
     timeouts: Option<RawTimeouts>,
+}
+
+/// `service = "name"`, or a table with the name and how to create the service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawService {
+    Name(String),
+    Table(RawServiceTable),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServiceTable {
+    name: Option<String>,
+    desired_count: Option<i32>,
+    subnets: Option<Vec<String>>,
+    security_groups: Option<Vec<String>>,
+    assign_public_ip: Option<bool>,
+    minimum_healthy_percent: Option<i32>,
+    maximum_percent: Option<i32>,
+}
+
+impl RawService {
+    fn table(self) -> RawServiceTable {
+        match self {
+            RawService::Name(name) => {
+                RawServiceTable { name: Some(name), ..RawServiceTable::default() }
+            }
+            RawService::Table(table) => table,
+        }
+    }
+
+    /// `self` where set, `base` elsewhere, key by key.
+    fn over(self, base: Option<RawService>) -> RawService {
+        let (a, b) = (self.table(), base.map(RawService::table).unwrap_or_default());
+        RawService::Table(RawServiceTable {
+            name: a.name.or(b.name),
+            desired_count: a.desired_count.or(b.desired_count),
+            subnets: a.subnets.or(b.subnets),
+            security_groups: a.security_groups.or(b.security_groups),
+            assign_public_ip: a.assign_public_ip.or(b.assign_public_ip),
+            minimum_healthy_percent: a.minimum_healthy_percent.or(b.minimum_healthy_percent),
+            maximum_percent: a.maximum_percent.or(b.maximum_percent),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -257,47 +378,49 @@ impl DeployFile {
         names
     }
 
-    /// Resolves the selected target with flags, environment and (for the sandbox) its endpoints.
+    /// Resolves the selected target with the flags and the environment; with an overlay, the
+    /// overlay's target with the overlay's AWS side. The one place a target is made.
     pub fn resolve(
         &self,
         flags: &TargetFlags,
+        deploy: &DeployFlags,
         env: &dyn Fn(&str) -> Option<String>,
-        sandbox: Option<&SandboxEndpoints>,
+        overlay: Option<&Overlay>,
     ) -> Result<Target> {
-        self.resolve_inner(flags, env, sandbox).context(Failure::Input)
+        self.resolve_inner(flags, deploy, env, overlay).context(Failure::Input)
     }
 
     fn resolve_inner(
         &self,
         flags: &TargetFlags,
+        deploy: &DeployFlags,
         env: &dyn Fn(&str) -> Option<String>,
-        sandbox: Option<&SandboxEndpoints>,
+        overlay: Option<&Overlay>,
     ) -> Result<Target> {
-        let name = match flags.requested() {
-            Some(name) => name.to_string(),
-            None => self.default_target.clone().unwrap_or_else(|| "production".to_string()),
+        if overlay.is_some()
+            && (flags.region.is_some() || flags.profile.is_some() || flags.endpoint_url.is_some())
+        {
+            bail!("--region, --profile and --endpoint-url do not apply to the sandbox: it has its own region, endpoints and credentials");
+        }
+        let name = match (overlay, flags.requested()) {
+            (Some(overlay), _) => overlay.target.clone(),
+            (None, Some(name)) => name.to_string(),
+            (None, None) => self.default_target.clone().unwrap_or_else(|| "production".to_string()),
         };
-        let is_sandbox = name == SANDBOX;
         let table = match self.targets.get(&name) {
             Some(table) => table.clone(),
-            None if is_sandbox => RawTarget::default(),
+            None if overlay.is_some() => RawTarget::default(),
             None => bail!(
                 "unknown target `{name}`: deploy.toml has no [targets.{name}] (known: {})",
                 self.target_names().join(", ")
             ),
         };
-        let builtin = if is_sandbox { RawTarget::builtin_sandbox() } else { RawTarget::default() };
-        let raw = table.over(&self.defaults.clone().over(&builtin));
+        let raw = table.over(&self.defaults);
 
         let env = |key: &str| env(key).filter(|v| !v.is_empty());
-        let (region, profile, endpoint_url, registry) = if is_sandbox {
-            if flags.endpoint_url.is_some() || flags.profile.is_some() {
-                bail!("--endpoint-url and --profile do not apply to the sandbox: it uses its own endpoints and credentials");
-            }
-            let region = flags.region.clone().or(raw.region).unwrap_or_else(default_region);
-            let endpoint = sandbox.map(|s| s.endpoint_url.clone());
-            let registry = sandbox.map(|s| s.registry.clone());
-            (region, None, endpoint, registry)
+        let (region, profile, endpoint_url, registry) = if let Some(overlay) = overlay {
+            let (endpoint, registry) = (overlay.endpoint_url.clone(), overlay.registry.clone());
+            (overlay.region.clone(), None, Some(endpoint), Some(registry))
         } else {
             let region = flags
                 .region
@@ -317,9 +440,10 @@ impl DeployFile {
             }
         }
 
-        let strategy = match raw.strategy {
-            Some(s) => s.parse().context("key `strategy`")?,
-            None => RollStrategy::ForceNewDeployment,
+        let strategy = match (deploy.strategy, raw.strategy) {
+            (Some(strategy), _) => strategy,
+            (None, Some(s)) => s.parse().context("key `strategy`")?,
+            (None, None) => RollStrategy::ForceNewDeployment,
         };
 
         let mut images = Vec::new();
@@ -356,25 +480,63 @@ impl DeployFile {
         let verify = VerifyConfig {
             url: verify.url.unwrap_or_else(|| "http://{public_ip}/api/v1/health_check".to_string()),
             expect_status: verify.expect_status.unwrap_or(200),
-            expect_message: verify.expect_message,
+            expect_message: deploy.expect_message.clone().or(verify.expect_message),
             timeout: match verify.timeout {
                 Some(t) => parse_duration(&t).context("key `verify.timeout`")?,
                 None => Duration::from_secs(60),
             },
         };
-        let roll_timeout = match raw.timeouts.and_then(|t| t.roll) {
-            Some(t) => parse_duration(&t).context("key `timeouts.roll`")?,
-            None => Duration::from_secs(600),
+        let roll_timeout = match (deploy.timeout, raw.timeouts.and_then(|t| t.roll)) {
+            (Some(timeout), _) => timeout,
+            (None, Some(t)) => parse_duration(&t).context("key `timeouts.roll`")?,
+            (None, None) => Duration::from_secs(600),
+        };
+        let service = raw.service.map(RawService::table).unwrap_or_default();
+        let service_settings = ServiceSettings {
+            desired_count: service.desired_count.unwrap_or(1),
+            subnets: match (overlay, service.subnets) {
+                (Some(o), _) => o.subnets.clone(),
+                (None, subnets) => subnets.unwrap_or_default(),
+            },
+            security_groups: match (overlay, service.security_groups) {
+                (Some(o), _) => o.security_groups.clone(),
+                (None, groups) => groups.unwrap_or_default(),
+            },
+            assign_public_ip: service.assign_public_ip.unwrap_or(true),
+            minimum_healthy_percent: service.minimum_healthy_percent.unwrap_or(100),
+            maximum_percent: service.maximum_percent.unwrap_or(200),
+        };
+        if service_settings.desired_count < 1 {
+            bail!(
+                "`service.desired_count` is {}: a deploy needs at least 1 task",
+                service_settings.desired_count
+            );
+        }
+        let credentials = match overlay {
+            Some(o) => Credentials::Static {
+                access_key_id: o.access_key_id.clone(),
+                secret_access_key: o.secret_access_key.clone(),
+            },
+            None => Credentials::Chain,
+        };
+        let cli_flags = match overlay {
+            Some(o) => o.cli_flags.clone(),
+            None if flags.target.is_some() => vec!["--target".to_string(), name.clone()],
+            None => Vec::new(),
         };
 
         Ok(Target {
-            sandbox: is_sandbox,
+            label: overlay.map(|o| o.label.clone()),
+            cli_flags,
             region,
             profile,
+            credentials,
+            logs_command: overlay.and_then(|o| o.logs_command.clone()),
             endpoint_url,
             registry,
             cluster: raw.cluster.unwrap_or_else(|| "zenn-clone-cluster".to_string()),
-            service: raw.service.unwrap_or_else(|| "zenn-clone-backend-service".to_string()),
+            service: service.name.unwrap_or_else(|| "zenn-clone-backend-service".to_string()),
+            service_settings,
             task_definition: raw
                 .task_definition
                 .unwrap_or_else(|| PathBuf::from("rails/task-definition.json")),
@@ -407,31 +569,6 @@ fn default_region() -> String {
 }
 
 impl RawTarget {
-    /// Values of the built-in sandbox target that no file has to spell out.
-    fn builtin_sandbox() -> RawTarget {
-        let arg = |k: &str, v: &str| Some(BTreeMap::from([(k.to_string(), v.to_string())]));
-        RawTarget {
-            images: Some(BTreeMap::from([
-                (
-                    "rails".to_string(),
-                    RawImage {
-                        build_args: arg("RUBY_IMAGE", "zenn-sandbox/ruby:3.1"),
-                        ..RawImage::default()
-                    },
-                ),
-                (
-                    "nginx".to_string(),
-                    RawImage {
-                        build_args: arg("NGINX_IMAGE", "zenn-sandbox/nginx:1.22"),
-                        ..RawImage::default()
-                    },
-                ),
-            ])),
-            timeouts: Some(RawTimeouts { roll: Some("5m".to_string()) }),
-            ..RawTarget::default()
-        }
-    }
-
     /// `self` where set, `base` elsewhere; image tables merge key by key.
     fn over(self, base: &RawTarget) -> RawTarget {
         let base = base.clone();
@@ -441,7 +578,10 @@ impl RawTarget {
             endpoint_url: self.endpoint_url.or(base.endpoint_url),
             registry: self.registry.or(base.registry),
             cluster: self.cluster.or(base.cluster),
-            service: self.service.or(base.service),
+            service: match (self.service, base.service) {
+                (Some(top), b) => Some(top.over(b)),
+                (None, b) => b,
+            },
             task_definition: self.task_definition.or(base.task_definition),
             strategy: self.strategy.or(base.strategy),
             images: merge_images(self.images, base.images),
@@ -521,33 +661,40 @@ impl Target {
     pub fn describe(&self) -> String {
         let mut out = String::new();
         let mut line = |k: &str, v: String| out.push_str(&format!("{k:<36} {v}\n"));
-        line(
-            "target",
-            format!("{}{}", self.name, if self.sandbox { " (local sandbox)" } else { "" }),
-        );
+        let label = self.label.as_ref().map(|l| format!(" ({l})")).unwrap_or_default();
+        line("target", format!("{}{label}", self.name));
         line("region", self.region.clone());
-        let credentials = if self.sandbox {
-            "(the sandbox's fixed dummy credentials)".to_string()
-        } else {
-            self.profile.clone().unwrap_or_else(|| "(default credential chain)".into())
+        let credentials = match (&self.credentials, &self.profile) {
+            (Credentials::Static { access_key_id, .. }, _) => {
+                format!("(fixed keys of the stand-in, access key id `{access_key_id}`)")
+            }
+            (Credentials::Chain, Some(profile)) => {
+                format!("profile `{profile}` of the standard chain")
+            }
+            (Credentials::Chain, None) => "(the standard credential chain)".to_string(),
         };
-        line("profile", credentials);
-        line(
-            "endpoint_url",
-            self.endpoint_url.clone().unwrap_or_else(|| {
-                if self.sandbox {
-                    "(sandbox not running)".into()
-                } else {
-                    "(AWS default)".into()
-                }
-            }),
-        );
+        line("credentials", credentials);
+        line("endpoint_url", self.endpoint_url.clone().unwrap_or_else(|| "(AWS default)".into()));
         line(
             "registry",
             self.registry.clone().unwrap_or_else(|| "(from the ECR authorization token)".into()),
         );
         line("cluster", self.cluster.clone());
         line("service", self.service.clone());
+        let s = &self.service_settings;
+        line("service.desired_count", s.desired_count.to_string());
+        let none = |v: &[String]| {
+            if v.is_empty() {
+                "(none: first-deploy cannot create the service)".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        line("service.subnets", none(&s.subnets));
+        line("service.security_groups", none(&s.security_groups));
+        line("service.assign_public_ip", s.assign_public_ip.to_string());
+        line("service.minimum_healthy_percent", s.minimum_healthy_percent.to_string());
+        line("service.maximum_percent", s.maximum_percent.to_string());
         line("task_definition", self.task_definition.display().to_string());
         line("strategy", self.strategy.to_string());
         for image in &self.images {
@@ -569,6 +716,9 @@ impl Target {
         );
         line("verify.timeout", format!("{}s", self.verify.timeout.as_secs()));
         line("timeouts.roll", format!("{}s", self.roll_timeout.as_secs()));
+        if let Some(logs) = &self.logs_command {
+            line("logs", logs.clone());
+        }
         out
     }
 }
@@ -607,7 +757,7 @@ build_args = { RUBY_IMAGE = "ruby:3.1.2-slim" }
     }
 
     fn resolve(flags: TargetFlags, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> {
-        DeployFile::parse(FILE)?.resolve(&flags, env, None)
+        DeployFile::parse(FILE)?.resolve(&flags, &DeployFlags::default(), env, None)
     }
 
     #[test]
@@ -661,22 +811,80 @@ build_args = { RUBY_IMAGE = "ruby:3.1.2-slim" }
         assert_eq!(t.profile.as_deref(), Some("from-flag"));
     }
 
-    #[test]
-    fn sandbox_is_built_in_and_ignores_the_aws_environment() {
-        let env =
-            |k: &str| (k == "AWS_ENDPOINT_URL").then(|| "https://ecs.amazonaws.com".to_string());
-        let endpoints = SandboxEndpoints {
+    fn overlay() -> Overlay {
+        Overlay {
+            target: SANDBOX.into(),
+            label: "the local sandbox".into(),
+            cli_flags: vec!["--sandbox".into()],
+            region: "ap-northeast-1".into(),
             endpoint_url: "http://127.0.0.1:5010".into(),
             registry: "127.0.0.1:5011".into(),
+            access_key_id: "sandbox".into(),
+            secret_access_key: "sandbox-secret".into(),
+            logs_command: Some("cargo xtask sandbox logs {task_id}".into()),
+            subnets: vec!["subnet-1".into()],
+            security_groups: vec!["sg-1".into()],
+        }
+    }
+
+    #[test]
+    fn an_overlay_replaces_the_aws_side_and_ignores_the_aws_environment() {
+        let env = |k: &str| match k {
+            "AWS_ENDPOINT_URL" => Some("https://ecs.amazonaws.com".to_string()),
+            "AWS_REGION" => Some("us-east-1".to_string()),
+            "AWS_PROFILE" => Some("prod".to_string()),
+            _ => None,
         };
-        let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
-        let t = DeployFile::parse(FILE).unwrap().resolve(&flags, &env, Some(&endpoints)).unwrap();
-        assert!(t.sandbox);
+        let file = format!("{FILE}\n[targets.sandbox]\ntimeouts = {{ roll = \"5m\" }}\n");
+        let t = DeployFile::parse(&file)
+            .unwrap()
+            .resolve(&TargetFlags::default(), &DeployFlags::default(), &env, Some(&overlay()))
+            .unwrap();
+        assert_eq!(t.name, "sandbox");
+        assert_eq!(t.region, "ap-northeast-1");
+        assert_eq!(t.profile, None);
         assert_eq!(t.endpoint_url.as_deref(), Some("http://127.0.0.1:5010"));
         assert_eq!(t.registry.as_deref(), Some("127.0.0.1:5011"));
-        let rails = t.images.iter().find(|i| i.container == "rails").unwrap();
-        assert_eq!(rails.build_args["RUBY_IMAGE"], "zenn-sandbox/ruby:3.1");
-        assert_eq!(t.roll_timeout, Duration::from_secs(300));
+        assert_eq!(t.cli_flags, ["--sandbox"]);
+        assert!(
+            matches!(t.credentials, Credentials::Static { ref access_key_id, .. } if access_key_id == "sandbox")
+        );
+        assert_eq!(t.roll_timeout, Duration::from_secs(300), "the sandbox table applies");
+        assert!(!t.describe().contains("sandbox-secret"), "{}", t.describe());
+        assert!(!serde_json::to_string(&t).unwrap().contains("sandbox-secret"));
+    }
+
+    #[test]
+    fn an_overlay_refuses_the_aws_flags() {
+        for flags in [
+            TargetFlags { region: Some("eu-west-1".into()), ..TargetFlags::default() },
+            TargetFlags { profile: Some("p".into()), ..TargetFlags::default() },
+            TargetFlags { endpoint_url: Some("http://x".into()), ..TargetFlags::default() },
+        ] {
+            let err = DeployFile::parse(FILE)
+                .unwrap()
+                .resolve(&flags, &DeployFlags::default(), &no_env, Some(&overlay()))
+                .unwrap_err();
+            assert_eq!(Failure::of(&err), Some(Failure::Input));
+            assert!(format!("{err:#}").contains("do not apply to the sandbox"), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn deploy_flags_are_part_of_the_resolution() {
+        let deploy = DeployFlags {
+            strategy: Some(RollStrategy::StopTasks),
+            timeout: Some(Duration::from_secs(90)),
+            expect_message: Some("Success Health Check!!".into()),
+        };
+        let t = DeployFile::parse(FILE)
+            .unwrap()
+            .resolve(&TargetFlags::default(), &deploy, &no_env, None)
+            .unwrap();
+        assert_eq!(t.strategy, RollStrategy::StopTasks);
+        assert_eq!(t.roll_timeout, Duration::from_secs(90));
+        assert_eq!(t.verify.expect_message.as_deref(), Some("Success Health Check!!"));
+        assert!(t.describe().contains("stop-tasks"), "{}", t.describe());
     }
 
     #[test]
@@ -739,7 +947,7 @@ build_args = { RUBY_IMAGE = "ruby:3.1.2-slim" }
         let file = DeployFile::load(root).unwrap();
         for name in file.target_names() {
             let flags = TargetFlags { target: Some(name.clone()), ..TargetFlags::default() };
-            let t = file.resolve(&flags, &no_env, None).unwrap();
+            let t = file.resolve(&flags, &DeployFlags::default(), &no_env, None).unwrap();
             assert_eq!(t.images.len(), 2, "{name}");
         }
     }

@@ -5,12 +5,15 @@
 //! still be starting); a connection refused is retried like a wrong answer. When the window
 //! closes, the error shows what came back last.
 
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::deploy::target::VerifyConfig;
+use crate::event::{Detail, VerifyView};
 use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
 
@@ -64,14 +67,14 @@ pub struct VerifyOutcome {
 }
 
 impl VerifyOutcome {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "url": self.url,
-            "status": self.status,
-            "message": self.message,
-            "attempts": self.attempts,
-            "duration_s": self.duration.as_secs_f64(),
-        })
+    pub fn view(&self) -> VerifyView {
+        VerifyView {
+            url: self.url.clone(),
+            status: self.status,
+            message: self.message.clone(),
+            attempts: self.attempts,
+            duration_s: self.duration.as_secs_f64(),
+        }
     }
 }
 
@@ -161,8 +164,11 @@ fn is_loopback(url: &str) -> bool {
         })
 }
 
+/// What one attempt brought back: the status and the body, or why nothing came back.
+type Reply = Result<(u16, String), String>;
+
 /// GETs the URL until it answers as expected or the window closes; errors carry `Failure::Verify`.
-pub fn verify(req: &VerifyRequest, report: &Reporter) -> Result<VerifyOutcome> {
+pub async fn verify(req: &VerifyRequest, report: &Reporter) -> Result<VerifyOutcome> {
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(ATTEMPT_TIMEOUT))
@@ -174,6 +180,30 @@ pub fn verify(req: &VerifyRequest, report: &Reporter) -> Result<VerifyOutcome> {
         config = config.tls_config(system_roots());
     }
     let agent: ureq::Agent = config.build().into();
+    retry(req, report, |timeout| {
+        let (agent, url) = (agent.clone(), req.url.clone());
+        async move {
+            // ureq blocks: the GET runs off the runtime, which keeps the clock of the waits.
+            tokio::task::spawn_blocking(move || get(&agent, &url, timeout))
+                .await
+                .unwrap_or_else(|e| Err(format!("no answer (the request did not finish: {e})")))
+        }
+    })
+    .await
+}
+
+/// Asks `attempt` (given how long it may take) until the reply is the expected one or the
+/// window closes, waiting `FIRST_WAIT` after the first, twice as long after each next, at
+/// most `MAX_WAIT`.
+async fn retry<A, F>(
+    req: &VerifyRequest,
+    report: &Reporter,
+    mut attempt: A,
+) -> Result<VerifyOutcome>
+where
+    A: FnMut(Duration) -> F,
+    F: Future<Output = Reply>,
+{
     let started = Instant::now();
     let deadline = started + req.timeout;
     let mut wait = FIRST_WAIT;
@@ -182,7 +212,8 @@ pub fn verify(req: &VerifyRequest, report: &Reporter) -> Result<VerifyOutcome> {
         crate::interrupt::check(Failure::Verify)?;
         attempts += 1;
         let left = deadline.saturating_duration_since(Instant::now());
-        let answer = get(&agent, &req.url, left.clamp(Duration::from_millis(200), ATTEMPT_TIMEOUT))
+        let answer = attempt(left.clamp(Duration::from_millis(200), ATTEMPT_TIMEOUT))
+            .await
             .map_or_else(Answer::Silent, |(status, body)| {
                 judge(status, &body, req.expect_status, req.expect_message.as_deref())
             });
@@ -201,7 +232,6 @@ pub fn verify(req: &VerifyRequest, report: &Reporter) -> Result<VerifyOutcome> {
                     outcome.message.as_deref().map(|m| format!(" with `{m}`")).unwrap_or_default(),
                     human_duration(outcome.duration)
                 ));
-                report.event("verify_done", outcome.to_json());
                 return Ok(outcome);
             }
             Answer::Wrong(what) | Answer::Silent(what) => what,
@@ -223,9 +253,9 @@ pub fn verify(req: &VerifyRequest, report: &Reporter) -> Result<VerifyOutcome> {
         report.progress(
             "verify",
             format!("verify: GET {}: {problem} (attempt {attempts}), retrying", req.url),
-            json!({ "url": req.url, "attempt": attempts, "answer": problem }),
+            Some(Detail::Verify { attempts, last: problem.clone() }),
         );
-        std::thread::sleep(wait);
+        tokio::time::sleep(wait).await;
         wait = (wait * 2).min(MAX_WAIT);
     }
 }
@@ -247,7 +277,7 @@ fn system_roots() -> ureq::tls::TlsConfig {
 }
 
 /// One GET: the status and the body, or why nothing came back.
-fn get(agent: &ureq::Agent, url: &str, timeout: Duration) -> Result<(u16, String), String> {
+fn get(agent: &ureq::Agent, url: &str, timeout: Duration) -> Reply {
     let mut response = agent
         .get(url)
         .config()
@@ -267,6 +297,7 @@ fn get(agent: &ureq::Agent, url: &str, timeout: Duration) -> Result<(u16, String
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
     use std::io::{BufRead, BufReader, Write};
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -275,10 +306,153 @@ mod tests {
 
     use super::*;
 
+    const MESSAGE: &str = "Success Health Check!!";
     const OK: (u16, &str) = (200, r#"{"message":"Success Health Check!!"}"#);
+    const REFUSED: &str = "no answer (io: Connection refused (os error 111))";
 
-    /// A one-thread HTTP server answering each request with the next scripted reply (the last
-    /// one repeats); stops when dropped.
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn request(url: &str, message: Option<&str>, timeout: Duration) -> VerifyRequest {
+        VerifyRequest {
+            url: url.to_string(),
+            expect_status: 200,
+            expect_message: message.map(str::to_string),
+            timeout,
+        }
+    }
+
+    fn failure_text(result: Result<VerifyOutcome>) -> String {
+        let err = result.expect_err("verification should fail");
+        assert_eq!(Failure::exit_code_of(&err), Failure::Verify.exit_code());
+        format!("{err:#}")
+    }
+
+    fn http(status: u16, body: &str) -> Reply {
+        Ok((status, body.to_string()))
+    }
+
+    fn refused() -> Reply {
+        Err(REFUSED.to_string())
+    }
+
+    /// One attempt the loop made: when (since the start) and how long it was allowed.
+    #[derive(Debug, PartialEq)]
+    struct Attempt {
+        at: Duration,
+        timeout: Duration,
+    }
+
+    /// Runs the retry loop against scripted replies, one per attempt (an attempt beyond the
+    /// script fails the test), on the test's clock; also returns when the loop ended.
+    async fn scripted(
+        req: &VerifyRequest,
+        replies: Vec<Reply>,
+    ) -> (Result<VerifyOutcome>, Vec<Attempt>, Duration) {
+        let started = Instant::now();
+        let mut replies = VecDeque::from(replies);
+        let mut attempts = Vec::new();
+        let result = retry(req, &Reporter::plain(), |timeout| {
+            attempts.push(Attempt { at: started.elapsed(), timeout });
+            let reply = replies.pop_front();
+            std::future::ready(
+                reply.unwrap_or_else(|| panic!("attempt {} is beyond the script", attempts.len())),
+            )
+        })
+        .await;
+        assert!(replies.is_empty(), "{} scripted replies were never asked for", replies.len());
+        (result, attempts, started.elapsed())
+    }
+
+    fn times(attempts: &[Attempt]) -> Vec<Duration> {
+        attempts.iter().map(|a| a.at).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_right_first_answer_needs_no_wait() {
+        let req = request("http://127.0.0.1/api/v1/health_check", Some(MESSAGE), ms(60_000));
+        let (outcome, attempts, ended) = scripted(&req, vec![http(OK.0, OK.1)]).await;
+        let outcome = outcome.expect("verified");
+        assert_eq!((outcome.status, outcome.message.as_deref()), (200, Some(MESSAGE)));
+        assert_eq!((outcome.attempts, outcome.duration), (1, Duration::ZERO));
+        assert_eq!(attempts, [Attempt { at: Duration::ZERO, timeout: ATTEMPT_TIMEOUT }]);
+        assert_eq!(ended, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_wrong_answer_is_retried_after_a_doubling_wait_until_the_right_one() {
+        let req = request("http://127.0.0.1/api/v1/health_check", Some(MESSAGE), ms(60_000));
+        let replies = vec![
+            refused(),
+            http(502, "<html>bad gateway</html>"),
+            http(200, r#"{"message":"Success Health Check!"}"#),
+            http(200, "pong"),
+            http(OK.0, OK.1),
+        ];
+        let (outcome, attempts, _) = scripted(&req, replies).await;
+        let outcome = outcome.expect("verified after four wrong answers");
+        assert_eq!(times(&attempts), [ms(0), ms(250), ms(750), ms(1750), ms(3750)]);
+        assert!(attempts.iter().all(|a| a.timeout == ATTEMPT_TIMEOUT), "{attempts:?}");
+        assert_eq!((outcome.attempts, outcome.duration), (5, ms(3750)));
+        assert_eq!(outcome.message.as_deref(), Some(MESSAGE));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_stop_doubling_at_two_seconds_and_the_last_attempt_gets_what_is_left() {
+        let req = request("http://127.0.0.1/api/v1/health_check", None, ms(12_000));
+        let mut replies: Vec<Reply> = (0..8).map(|_| refused()).collect();
+        replies.push(http(500, "Internal Server Error"));
+        let (result, attempts, ended) = scripted(&req, replies).await;
+        let text = failure_text(result);
+        let at = [0, 250, 750, 1750, 3750, 5750, 7750, 9750, 11_750].map(ms);
+        let allowed = [5000, 5000, 5000, 5000, 5000, 5000, 4250, 2250, 250].map(ms);
+        let expected: Vec<Attempt> =
+            at.into_iter().zip(allowed).map(|(at, timeout)| Attempt { at, timeout }).collect();
+        assert_eq!(attempts, expected);
+        assert_eq!(ended, ms(11_750), "no wait after the last attempt");
+        assert!(
+            text.contains(
+                "GET http://127.0.0.1/api/v1/health_check did not answer status 200 within 12s \
+                 (9 attempts); last answer: status 500 (expected 200), body: Internal Server Error"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("next: check that the new image has the change"), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_shows_the_expected_message_and_the_last_answer() {
+        let req = request("http://127.0.0.1/api/v1/health_check", Some(MESSAGE), ms(1000));
+        let wrong = r#"{"message":"Health Check!!"}"#;
+        let replies = vec![refused(), http(200, wrong), http(200, wrong)];
+        let (result, attempts, ended) = scripted(&req, replies).await;
+        let text = failure_text(result);
+        assert_eq!(times(&attempts), [ms(0), ms(250), ms(750)]);
+        assert_eq!(ended, ms(750));
+        assert!(
+            text.contains(
+                "did not answer status 200 with message `Success Health Check!!` within 1.0s \
+                 (3 attempts); last answer: status 200 with message `Health Check!!` (expected \
+                 `Success Health Check!!`), body: {\"message\":\"Health Check!!\"}"
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_shorter_than_the_first_wait_is_one_attempt_of_at_least_200ms() {
+        let req = request("http://127.0.0.1/api/v1/health_check", None, ms(100));
+        let (result, attempts, ended) = scripted(&req, vec![refused()]).await;
+        let text = failure_text(result);
+        assert_eq!(attempts, [Attempt { at: Duration::ZERO, timeout: ms(200) }]);
+        assert_eq!(ended, Duration::ZERO);
+        assert!(text.contains(&format!("(1 attempts); last answer: {REFUSED}")), "{text}");
+    }
+
+    /// A one-thread HTTP server, bound for its whole life, answering each connection with the
+    /// next scripted reply (the last one repeats), `None` hanging up unanswered; stops when
+    /// dropped.
     struct Server {
         url: String,
         served: Arc<AtomicUsize>,
@@ -287,11 +461,8 @@ mod tests {
     }
 
     impl Server {
-        fn start(replies: Vec<(u16, &'static str)>) -> Server {
-            Server::on(TcpListener::bind("127.0.0.1:0").expect("bind a local port"), replies)
-        }
-
-        fn on(listener: TcpListener, replies: Vec<(u16, &'static str)>) -> Server {
+        fn start(replies: Vec<Option<(u16, &'static str)>>) -> Server {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind a local port");
             let addr = listener.local_addr().expect("local address");
             let served = Arc::new(AtomicUsize::new(0));
             let stop = Arc::new(AtomicBool::new(false));
@@ -303,8 +474,7 @@ mod tests {
                     }
                     let Ok(stream) = stream else { continue };
                     let n = count.fetch_add(1, Ordering::SeqCst);
-                    let (status, body) = replies[n.min(replies.len() - 1)];
-                    answer(stream, status, body);
+                    answer(stream, replies[n.min(replies.len() - 1)]);
                 }
             });
             Server {
@@ -331,12 +501,14 @@ mod tests {
         }
     }
 
-    fn answer(stream: TcpStream, status: u16, body: &str) {
+    /// Reads the request, then writes `reply` or, for `None`, closes the connection.
+    fn answer(stream: TcpStream, reply: Option<(u16, &str)>) {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
             line.clear();
         }
+        let Some((status, body)) = reply else { return };
         let reply = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
              Connection: close\r\n\r\n{body}",
@@ -345,97 +517,28 @@ mod tests {
         let _ = reader.get_mut().write_all(reply.as_bytes());
     }
 
-    fn request(url: &str, message: Option<&str>, timeout_ms: u64) -> VerifyRequest {
-        VerifyRequest {
-            url: url.to_string(),
-            expect_status: 200,
-            expect_message: message.map(str::to_string),
-            timeout: Duration::from_millis(timeout_ms),
-        }
-    }
-
-    fn failure_text(result: Result<VerifyOutcome>) -> String {
-        let err = result.expect_err("verification should fail");
-        assert_eq!(Failure::exit_code_of(&err), Failure::Verify.exit_code());
-        format!("{err:#}")
-    }
-
-    #[test]
-    fn expected_answer_passes_first_time() {
-        let server = Server::start(vec![OK]);
-        let req = request(&server.url, Some("Success Health Check!!"), 5000);
-        let outcome = verify(&req, &Reporter::plain()).expect("verified");
-        assert_eq!(outcome.status, 200);
-        assert_eq!(outcome.message.as_deref(), Some("Success Health Check!!"));
-        assert_eq!(outcome.attempts, 1);
-        assert_eq!(server.served(), 1);
-    }
-
-    #[test]
-    fn wrong_message_fails_showing_what_came_back() {
-        let server = Server::start(vec![(200, r#"{"message":"Health Check!!"}"#)]);
-        let req = request(&server.url, Some("Success Health Check!!"), 600);
-        let text = failure_text(verify(&req, &Reporter::plain()));
-        assert!(
-            text.contains("did not answer status 200 with message `Success Health Check!!`"),
-            "{text}"
-        );
-        assert!(
-            text.contains("message `Health Check!!` (expected `Success Health Check!!`)"),
-            "{text}"
-        );
-        assert!(text.contains(r#"body: {"message":"Health Check!!"}"#), "{text}");
-        assert!(server.served() >= 2, "a wrong answer is retried within the window");
-    }
-
-    #[test]
-    fn server_error_is_retried_until_the_answer_is_right() {
+    /// The real GET, on paused time: the clock stands still while a request is in flight.
+    #[tokio::test(start_paused = true)]
+    async fn a_real_server_is_asked_until_it_answers_right() {
         let server = Server::start(vec![
-            (500, r#"{"error":"boot"}"#),
-            (502, "<html>bad gateway</html>"),
-            OK,
+            Some((500, "Internal Server Error")),
+            Some((200, r#"{"message":"Health Check!!"}"#)),
+            Some(OK),
         ]);
-        let req = request(&server.url, Some("Success Health Check!!"), 10_000);
-        let outcome = verify(&req, &Reporter::plain()).expect("verified after two errors");
-        assert_eq!(outcome.attempts, 3);
+        let req = request(&server.url, Some(MESSAGE), ms(10_000));
+        let outcome = verify(&req, &Reporter::plain()).await.expect("verified on the third GET");
+        assert_eq!((outcome.status, outcome.message.as_deref()), (200, Some(MESSAGE)));
+        assert_eq!((outcome.attempts, outcome.duration), (3, ms(750)));
         assert_eq!(server.served(), 3);
     }
 
-    #[test]
-    fn persistent_server_error_fails_with_status_and_body() {
-        let server = Server::start(vec![(500, "Internal Server Error")]);
-        let text = failure_text(verify(&request(&server.url, None, 600), &Reporter::plain()));
-        assert!(
-            text.contains("last answer: status 500 (expected 200), body: Internal Server Error"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn server_that_comes_up_late_is_waited_for() {
-        // Take a free port, free it, and open it again only after a moment: refused until then.
-        let port =
-            TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-        let late = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(400));
-            Server::on(TcpListener::bind(("127.0.0.1", port)).expect("rebind the port"), vec![OK])
-        });
-        let url = format!("http://127.0.0.1:{port}/api/v1/health_check");
-        let outcome =
-            verify(&request(&url, Some("Success Health Check!!"), 10_000), &Reporter::plain());
-        let server = late.join().expect("server thread");
-        let outcome = outcome.expect("verified once the server is up");
-        assert!(outcome.attempts >= 2, "refused attempts came first: {outcome:?}");
-        assert_eq!(server.served(), 1);
-    }
-
-    #[test]
-    fn nothing_listening_fails_with_no_answer() {
-        let port =
-            TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-        let url = format!("http://127.0.0.1:{port}/api/v1/health_check");
-        let text = failure_text(verify(&request(&url, None, 400), &Reporter::plain()));
-        assert!(text.contains("last answer: no answer"), "{text}");
+    #[tokio::test(start_paused = true)]
+    async fn a_real_server_that_hangs_up_gives_no_answer() {
+        let server = Server::start(vec![None]);
+        let req = request(&server.url, None, ms(1000));
+        let text = failure_text(verify(&req, &Reporter::plain()).await);
+        assert!(text.contains("(3 attempts); last answer: no answer ("), "{text}");
+        assert_eq!(server.served(), 3);
     }
 
     #[test]

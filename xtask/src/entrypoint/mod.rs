@@ -1,5 +1,7 @@
 //! The deploy mode of `rails/entrypoint.prod.sh`: the text edit is pure ([`edit`]); this module
-//! reads the file and writes it atomically with its mode kept ([`apply_file`], [`check_file`]).
+//! reads the file and writes it atomically with its mode kept. A deploy checks the file with
+//! [`status_file`] in preflight and edits it with [`apply_file`]; [`check_file`] serves
+//! `cargo xtask entrypoint first|later --check` only.
 
 mod edit;
 #[cfg(test)]

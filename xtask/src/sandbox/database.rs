@@ -11,11 +11,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
-use xshell::{cmd, Cmd, Shell};
+use xshell::{Cmd, Shell};
 
 use super::fargate::plan::{Secrets, Settings};
 use super::images::MARIADB_IMAGE;
 use super::state::{ensure_dir, Layout};
+use super::OWNER_LABEL;
+use crate::aws::ecr::Secret;
+use crate::docker::containers::{self, ServerSpec};
+use crate::event::Detail;
 use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
 
@@ -103,44 +107,44 @@ fn random_hex(bytes: usize) -> Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// `docker run` of the database: the root password reaches docker through its environment.
-pub fn run_command<'a>(
-    sh: &'a Shell,
-    layout: &Layout,
-    settings: &Settings,
-    secrets: &SandboxSecrets,
-) -> Cmd<'a> {
-    let name = container_name(layout);
-    let owner = super::owner_label(layout);
-    let network = &settings.network;
-    let volume = format!("{}:/var/lib/mysql", layout.database().display());
-    cmd!(
-        sh,
-        "docker run --detach --name {name} --label {owner} --network {network} --volume {volume} --env MARIADB_ROOT_PASSWORD {MARIADB_IMAGE}"
-    )
-    .env("MARIADB_ROOT_PASSWORD", &secrets.database_password)
+/// The database's container (`docker run --detach`): the root password reaches docker through
+/// its environment.
+fn server_spec(layout: &Layout, settings: &Settings, secrets: &SandboxSecrets) -> ServerSpec {
+    ServerSpec {
+        name: container_name(layout),
+        label: (OWNER_LABEL.to_string(), layout.marker()),
+        network: settings.network.clone(),
+        volume: (layout.database(), "/var/lib/mysql".to_string()),
+        secret_env: ("MARIADB_ROOT_PASSWORD".to_string(), Secret::new(&secrets.database_password)),
+        image: MARIADB_IMAGE.to_string(),
+    }
 }
 
 /// `mariadb-admin ping` over TCP inside the container: succeeds once the server takes
 /// connections (whatever the credentials).
 pub fn ping_command<'a>(sh: &'a Shell, layout: &Layout) -> Cmd<'a> {
-    let name = container_name(layout);
-    cmd!(
-        sh,
-        "docker exec {name} mariadb-admin --protocol=tcp --host=127.0.0.1 --connect-timeout=2 ping"
-    )
+    let ping =
+        ["mariadb-admin", "--protocol=tcp", "--host=127.0.0.1", "--connect-timeout=2", "ping"];
+    containers::exec(sh, &container_name(layout), &[], &ping)
 }
 
-/// A query as root with the sandbox's password (through the environment): proves the data
-/// directory was initialised with it.
+/// `mariadb` as root with the sandbox's password (through the environment), run with `args`.
+fn client_command<'a>(
+    sh: &'a Shell,
+    layout: &Layout,
+    secrets: &SandboxSecrets,
+    args: &[&str],
+) -> Cmd<'a> {
+    let mut command = vec!["mariadb", "--protocol=tcp", "--host=127.0.0.1", "--user=root"];
+    command.extend(args);
+    let password = [("MYSQL_PWD", secrets.database_password.as_str())];
+    containers::exec(sh, &container_name(layout), &password, &command)
+}
+
+/// A query as root with the sandbox's password: proves the data directory was initialised
+/// with it.
 pub fn login_command<'a>(sh: &'a Shell, layout: &Layout, secrets: &SandboxSecrets) -> Cmd<'a> {
-    let name = container_name(layout);
-    let query = "SELECT 1";
-    cmd!(
-        sh,
-        "docker exec --env MYSQL_PWD {name} mariadb --protocol=tcp --host=127.0.0.1 --user=root --execute {query}"
-    )
-    .env("MYSQL_PWD", &secrets.database_password)
+    client_command(sh, layout, secrets, &["--execute", "SELECT 1"])
 }
 
 /// Runs `sql` in the app's database as root and returns the rows (tab-separated, no header):
@@ -148,14 +152,11 @@ pub fn login_command<'a>(sh: &'a Shell, layout: &Layout, secrets: &SandboxSecret
 pub fn query(sh: &Shell, layout: &Layout, sql: &str) -> Result<String> {
     let secrets = SandboxSecrets::load(layout)?;
     let name = container_name(layout);
-    cmd!(
-        sh,
-        "docker exec --env MYSQL_PWD {name} mariadb --protocol=tcp --host=127.0.0.1 --user=root --batch --skip-column-names --database {DATABASE_NAME} --execute {sql}"
-    )
-    .env("MYSQL_PWD", &secrets.database_password)
-    .quiet()
-    .read()
-    .with_context(|| format!("cannot query the sandbox database ({name}): is the sandbox up?"))
+    let args = ["--batch", "--skip-column-names", "--database", DATABASE_NAME, "--execute", sql];
+    client_command(sh, layout, &secrets, &args)
+        .quiet()
+        .read()
+        .with_context(|| format!("cannot query the sandbox database ({name}): is the sandbox up?"))
 }
 
 /// The database container's name: of this sandbox only, so sandboxes of several checkouts run
@@ -177,9 +178,7 @@ pub enum State {
 
 pub fn state(sh: &Shell, layout: &Layout) -> Result<State> {
     let name = container_name(layout);
-    let format =
-        format!("{{{{.State.Status}}}} {{{{index .Config.Labels \"{}\"}}}}", super::OWNER_LABEL);
-    let out = cmd!(sh, "docker container inspect --format {format} {name}")
+    let out = containers::status_and_label(sh, &name, OWNER_LABEL)
         .quiet()
         .ignore_status()
         .output()
@@ -189,7 +188,7 @@ pub fn state(sh: &Shell, layout: &Layout) -> Result<State> {
         if stderr.contains("No such container") || stderr.contains("No such object") {
             return Ok(State::Absent);
         }
-        return Err(anyhow!("docker container inspect {name} failed: {}", stderr.trim()));
+        return Err(anyhow!("cannot inspect container {name}: {}", stderr.trim()));
     }
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let (status, owner) = text.split_once(' ').unwrap_or((text.as_str(), ""));
@@ -217,7 +216,7 @@ pub fn ensure(
     match already.clone() {
         State::Running => {}
         State::Stopped => {
-            cmd!(sh, "docker start {name}")
+            containers::start(sh, &name)
                 .quiet()
                 .ignore_stdout()
                 .run()
@@ -226,7 +225,7 @@ pub fn ensure(
         }
         State::Absent => {
             ensure_dir(&layout.database())?;
-            run_command(sh, layout, settings, secrets)
+            containers::run_server(sh, &server_spec(layout, settings, secrets))
                 .quiet()
                 .ignore_stdout()
                 .run()
@@ -248,7 +247,7 @@ pub fn ensure(
             break;
         }
         if state(sh, layout).ok() != Some(State::Running) {
-            let logs = cmd!(sh, "docker logs --tail 5 {name}").quiet().ignore_status().output();
+            let logs = containers::logs_tail(sh, &name, 5).quiet().ignore_status().output();
             let tail = logs
                 .map(|o| {
                     let text = [o.stdout, o.stderr].concat();
@@ -270,7 +269,7 @@ pub fn ensure(
         report.progress(
             "database",
             format!("    waiting for the database {name} ({}s)", started.elapsed().as_secs()),
-            serde_json::json!({ "component": "database" }),
+            Some(Detail::Component { component: "database".into() }),
         );
         std::thread::sleep(POLL);
     }
@@ -322,21 +321,43 @@ mod tests {
     fn the_password_reaches_docker_through_its_environment_never_argv() {
         let sh = Shell::new().unwrap();
         let settings = super::super::task_settings(&layout(), Secrets::default());
-        let run = run_command(&sh, &layout(), &settings, &secrets()).to_string();
-        let name = container_name(&layout());
+        let spec = server_spec(&layout(), &settings, &secrets());
         assert_eq!(
-            run,
-            format!(
-                "docker run --detach --name {name} --label zenn-sandbox.dir=/work/checkout/target/sandbox \
-                 --network {} --volume /work/checkout/target/sandbox/mariadb:/var/lib/mysql \
-                 --env MARIADB_ROOT_PASSWORD zenn-sandbox/mariadb:10.11",
-                settings.network
-            )
+            spec,
+            ServerSpec {
+                name: container_name(&layout()),
+                label: ("zenn-sandbox.dir".into(), "/work/checkout/target/sandbox".into()),
+                network: settings.network.clone(),
+                volume: ("/work/checkout/target/sandbox/mariadb".into(), "/var/lib/mysql".into()),
+                secret_env: ("MARIADB_ROOT_PASSWORD".into(), Secret::new("pw-do-not-print")),
+                image: "zenn-sandbox/mariadb:10.11".into(),
+            }
         );
-        let login = login_command(&sh, &layout(), &secrets()).to_string();
-        assert!(!run.contains("pw-do-not-print") && !login.contains("pw-do-not-print"), "{login}");
-        assert!(login.contains("--env MYSQL_PWD "), "{login}");
-        assert!(login.ends_with(" --execute \"SELECT 1\""), "the query is one argument: {login}");
+        assert!(!format!("{spec:?}").contains("pw-do-not-print"));
+        let run = containers::run_server(&sh, &spec).to_string();
+        let login = login_command(&sh, &layout(), &secrets());
+        let shown = login.to_string();
+        assert!(!run.contains("pw-do-not-print") && !shown.contains("pw-do-not-print"), "{shown}");
+        assert!(shown.contains("--env MYSQL_PWD "), "{shown}");
+        assert!(shown.ends_with(" --execute \"SELECT 1\""), "the query is one argument: {shown}");
+        let login: std::process::Command = login.into();
+        let password =
+            (std::ffi::OsStr::new("MYSQL_PWD"), Some(std::ffi::OsStr::new("pw-do-not-print")));
+        assert!(login.get_envs().any(|env| env == password));
+    }
+
+    #[test]
+    fn the_database_is_pinged_and_queried_over_tcp_inside_its_container() {
+        let sh = Shell::new().unwrap();
+        let name = container_name(&layout());
+        assert!(ping_command(&sh, &layout()).to_string().ends_with(&format!(
+            " exec {name} mariadb-admin --protocol=tcp --host=127.0.0.1 --connect-timeout=2 ping"
+        )));
+        let query = client_command(&sh, &layout(), &secrets(), &["--execute", "SELECT 2"]);
+        assert!(query.to_string().ends_with(&format!(
+            " exec --env MYSQL_PWD {name} mariadb --protocol=tcp --host=127.0.0.1 --user=root \
+             --execute \"SELECT 2\""
+        )));
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! so a restarted scheduler finds them.
 //!
 //! The scheduler calls `Fargate::start_task` (returns at once; a thread pulls, creates and
-//! starts), polls `Fargate::observe_task`, and calls `Fargate::stop_task` when the observation
-//! carries a verdict (`stop`) or when it stops the task itself. No AWS call here: the scheduler
+//! starts), polls `Fargate::observe_all` (every task, by one `docker ps` and one
+//! `docker inspect`), and calls `Fargate::stop_task` when an observation carries a verdict
+//! (`stop`) or when it stops the task itself. No AWS call here: the scheduler
 //! records the observations in moto.
 
 pub mod definition;
@@ -35,16 +36,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use xshell::{Cmd, Shell};
 
+use crate::docker::{self, containers};
 use crate::failure::Failure;
 use definition::TaskDefinition;
 use image::Pulled;
 use observe::{Health, LaunchFailure, LaunchState, Seen, Status, Step, TaskObservation, TaskStop};
-#[cfg(test)]
-use plan::list_tasks_command;
-use plan::{
-    inspect_command, list_command, network_create_command, network_inspect_command, remove_command,
-    start_command, stop_command, ContainerPlan, Settings, TaskPlan,
-};
+use plan::{ContainerPlan, Settings, TaskPlan, LABEL_SANDBOX, LABEL_TASK};
 
 /// How often a starting task looks at its containers' states.
 const POLL: Duration = Duration::from_millis(200);
@@ -108,8 +105,11 @@ impl Fargate {
         Ok(())
     }
 
-    /// The task's containers and verdict, from one `docker inspect`; `None` when neither this
-    /// runner nor Docker knows the task (never started, or stopped and removed).
+    /// One task as [`Fargate::observe_all`] sees it, for the tests (the scheduler polls
+    /// `observe_all`): the containers labelled with the task (`docker ps`), inspected (one
+    /// `docker inspect`, none when there is no container), assessed with this runner's launch
+    /// state, verdict (`stop`) included. `None` when this runner has no launch of the task and
+    /// Docker no container of it (never started here, or stopped by [`Fargate::stop_task`]).
     #[cfg(test)]
     pub fn observe_task(&self, task_id: &str) -> Result<Option<TaskObservation>> {
         let (plan, state) = self.launch_of(task_id);
@@ -123,13 +123,13 @@ impl Fargate {
     /// number: what the scheduler polls, also after a restart.
     pub fn observe_all(&self) -> Result<BTreeMap<String, TaskObservation>> {
         let sh = Shell::new()?;
-        let ids = docker_output(list_command(&sh, &self.settings, None))
+        let ids = docker::output(list(&sh, &self.settings, None))
             .map_err(|e| anyhow!("could not list the sandbox's containers: {e}"))
             .context(Failure::Sandbox)?;
         let ids: Vec<String> = ids.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
         let mut by_task: BTreeMap<String, Vec<Seen>> = BTreeMap::new();
         for seen in inspect(&sh, &ids).context(Failure::Sandbox)? {
-            if let Some(task) = seen.labels.get(plan::LABEL_TASK).cloned() {
+            if let Some(task) = seen.labels.get(LABEL_TASK).cloned() {
                 by_task.entry(task).or_default().push(seen);
             }
         }
@@ -171,7 +171,7 @@ impl Fargate {
         if !running.is_empty() {
             // A container that exits or vanishes meanwhile fails `docker stop`; the removal
             // below and its check cover every container anyway.
-            let _ = docker_output(stop_command(&sh, &self.settings, &running));
+            let _ = docker::output(containers::stop(&sh, self.settings.stop_grace, &running));
             seen = self.inspect_task(&sh, task_id)?;
         }
         let observation = observe::assess(task_id, plan.as_deref(), &state, &seen);
@@ -179,7 +179,7 @@ impl Fargate {
         for group in [containers, pause] {
             let ids: Vec<String> = group.iter().map(|s| s.docker_id.clone()).collect();
             if !ids.is_empty() {
-                docker_output(remove_command(&sh, &ids))
+                docker::output(containers::remove(&sh, &ids))
                     .map_err(|e| anyhow!("could not remove the containers of task {task_id}: {e}"))
                     .context(Failure::Sandbox)?;
             }
@@ -190,7 +190,7 @@ impl Fargate {
                 "{} container(s) of task {task_id} are still in Docker after `docker rm --force`: \
                  check `docker ps --all --filter label={}={task_id}`",
                 left.len(),
-                plan::LABEL_TASK
+                LABEL_TASK
             )
             .context(Failure::Sandbox));
         }
@@ -210,7 +210,8 @@ impl Fargate {
     #[cfg(test)]
     pub fn task_ids(&self) -> Result<Vec<String>> {
         let sh = Shell::new()?;
-        let listed = docker_output(list_tasks_command(&sh, &self.settings))
+        let sandbox = (LABEL_SANDBOX, self.settings.owner.as_str());
+        let listed = docker::output(containers::list_label_values(&sh, sandbox, LABEL_TASK))
             .map_err(|e| anyhow!("could not list the sandbox's tasks in Docker: {e}"))
             .context(Failure::Sandbox)?;
         let mut ids: BTreeSet<String> =
@@ -228,7 +229,7 @@ impl Fargate {
 
     /// Every container labelled with the task, in one `docker inspect`.
     fn inspect_task(&self, sh: &Shell, task_id: &str) -> Result<Vec<Seen>> {
-        let ids = docker_output(list_command(sh, &self.settings, Some(task_id)))
+        let ids = docker::output(list(sh, &self.settings, Some(task_id)))
             .map_err(|e| anyhow!("could not list the containers of task {task_id}: {e}"))
             .context(Failure::Sandbox)?;
         let ids: Vec<String> = ids.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
@@ -242,7 +243,7 @@ fn inspect(sh: &Shell, ids: &[String]) -> Result<Vec<Seen>> {
         return Ok(Vec::new());
     }
     // Docker exits 1 when one of them is gone, and still prints the others.
-    let out = inspect_command(sh, ids)
+    let out = containers::inspect(sh, ids)
         .quiet()
         .ignore_status()
         .output()
@@ -276,7 +277,7 @@ fn launch(settings: &Settings, plan: &TaskPlan, cancel: &AtomicBool) -> Result<(
             settings.network
         ))
     })?;
-    docker_output(plan.pause_command(&sh, settings)).map_err(|e| {
+    docker::output(containers::run_detached(&sh, &plan.pause_spec(settings))).map_err(|e| {
         LaunchFailure::task(format!(
             "ResourceInitializationError: could not set up the task's network: {e}"
         ))
@@ -302,10 +303,10 @@ fn launch(settings: &Settings, plan: &TaskPlan, cancel: &AtomicBool) -> Result<(
         cancelled(cancel)?;
         let cannot_create =
             |e: String| LaunchFailure::of(format!("CannotCreateContainerError: {e}"), [c.name()]);
-        let create = plan
-            .create_command(&sh, settings, c, &image.run_ref, image.digest.as_deref())
+        let spec = plan
+            .container_spec(settings, c, &image.run_ref, image.digest.as_deref())
             .map_err(|e| cannot_create(format!("{e:#}")))?;
-        docker_output(create).map_err(cannot_create)?;
+        docker::output(containers::create(&sh, &spec)).map_err(cannot_create)?;
     }
 
     let names: Vec<String> = plan.containers.iter().map(|c| c.docker_name.clone()).collect();
@@ -319,7 +320,7 @@ fn launch(settings: &Settings, plan: &TaskPlan, cancel: &AtomicBool) -> Result<(
             Step::Wait => std::thread::sleep(POLL),
             Step::Start(ready) => {
                 for c in plan.containers.iter().filter(|c| ready.iter().any(|r| r == c.name())) {
-                    docker_output(start_command(&sh, &c.docker_name)).map_err(|e| {
+                    docker::output(containers::start(&sh, &c.docker_name)).map_err(|e| {
                         LaunchFailure::of(format!("CannotStartContainerError: {e}"), [c.name()])
                     })?;
                     logs::follow(&settings.logs_dir, &plan.task_id, c).map_err(|e| {
@@ -343,37 +344,24 @@ fn cancelled(cancel: &AtomicBool) -> Result<(), LaunchFailure> {
 }
 
 fn ensure_network(sh: &Shell, settings: &Settings) -> Result<(), String> {
-    if docker_output(network_inspect_command(sh, settings)).is_ok() {
+    let exists = || docker::output(containers::network_inspect(sh, &settings.network)).is_ok();
+    if exists() {
         return Ok(());
     }
-    match docker_output(network_create_command(sh, settings)) {
+    let owner = (LABEL_SANDBOX, settings.owner.as_str());
+    match docker::output(containers::network_create(sh, owner, &settings.network)) {
         Ok(_) => Ok(()),
         // Another task's start may have created it meanwhile.
-        Err(_) if docker_output(network_inspect_command(sh, settings)).is_ok() => Ok(()),
+        Err(_) if exists() => Ok(()),
         Err(e) => Err(e),
     }
 }
 
-/// Runs a docker command without echo: its stdout, or docker's own message when it fails
-/// (stderr, without the `Error response from daemon: ` prefix).
-fn docker_output(cmd: Cmd<'_>) -> Result<String, String> {
-    match cmd.quiet().ignore_status().output() {
-        Err(e) => Err(format!("could not run docker: {e}")),
-        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-        Ok(out) => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let message: Vec<&str> = stderr
-                .lines()
-                .map(|l| l.trim().trim_start_matches("Error response from daemon: "))
-                .filter(|l| !l.is_empty())
-                .collect();
-            Err(if message.is_empty() {
-                format!("docker exited with {}", out.status)
-            } else {
-                message.join("; ")
-            })
-        }
-    }
+/// The ids of the sandbox's containers, of one task or of all.
+fn list<'a>(sh: &'a Shell, settings: &Settings, task_id: Option<&str>) -> Cmd<'a> {
+    let mut labels = vec![(LABEL_SANDBOX, settings.owner.as_str())];
+    labels.extend(task_id.map(|id| (LABEL_TASK, id)));
+    containers::list(sh, &labels)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -8,9 +8,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::json;
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
+use crate::docker::{containers, Docker, DockerCmd};
+use crate::event::{Detail, Event};
 use crate::failure::Failure;
 use crate::fingerprint;
 use crate::report::{human_duration, Reporter};
@@ -165,18 +166,12 @@ impl Recipe {
         args
     }
 
-    /// `docker import`'s arguments: the image config, the recipe label, stdin, the name.
-    fn import_args(&self) -> Vec<String> {
-        let mut args = vec!["import".to_string()];
-        for change in &self.changes {
-            args.push("--change".into());
-            args.push(change.to_string());
-        }
-        args.push("--change".into());
-        args.push(format!("LABEL {RECIPE_LABEL}={}", self.fingerprint()));
-        args.push("-".into());
-        args.push(self.image.to_string());
-        args
+    /// `docker import` of the tarball on stdin: the image config, then the recipe label.
+    fn import_command(&self) -> DockerCmd {
+        let label = format!("LABEL {RECIPE_LABEL}={}", self.fingerprint());
+        let mut changes: Vec<&str> = self.changes.clone();
+        changes.push(&label);
+        Docker::default().import_stdin(&changes, self.image)
     }
 }
 
@@ -227,8 +222,7 @@ pub fn ensure(sh: &Shell, report: &Reporter) -> Result<()> {
 
 /// The recipe label of `image`, `None` when there is no such image.
 fn current_fingerprint(sh: &Shell, image: &str) -> Result<Option<String>> {
-    let format = format!("{{{{ index .Config.Labels \"{RECIPE_LABEL}\" }}}}");
-    let out = cmd!(sh, "docker image inspect --format {format} {image}")
+    let out = containers::image_label(sh, image, RECIPE_LABEL)
         .quiet()
         .ignore_status()
         .output()
@@ -242,7 +236,7 @@ fn current_fingerprint(sh: &Shell, image: &str) -> Result<Option<String>> {
     if stderr.contains("No such image") || stderr.contains("No such object") {
         Ok(None)
     } else {
-        Err(anyhow!("docker image inspect {image} failed: {}", stderr.trim()))
+        Err(anyhow!("cannot inspect image {image}: {}", stderr.trim()))
             .context("is the Docker daemon running?")
             .context(Failure::Preflight)
     }
@@ -267,7 +261,7 @@ fn build(sh: &Shell, report: &Reporter, recipe: &Recipe) -> Result<()> {
 
     let started = Instant::now();
     let handle = duct::cmd("mmdebstrap", recipe.mmdebstrap_args(&dir))
-        .pipe(duct::cmd("docker", recipe.import_args()).stdout_null())
+        .pipe(recipe.import_command().expression().stdout_null())
         .stderr_path(&log)
         .unchecked()
         .start()
@@ -289,7 +283,10 @@ fn build(sh: &Shell, report: &Reporter, recipe: &Recipe) -> Result<()> {
                         recipe.image,
                         started.elapsed().as_secs() / 10 * 10
                     ),
-                    json!({ "image": recipe.image, "elapsed_s": started.elapsed().as_secs() }),
+                    Some(Detail::BaseImage {
+                        image: recipe.image.to_string(),
+                        elapsed_s: started.elapsed().as_secs(),
+                    }),
                 ),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     bail!("lost track of the build of {}", recipe.image)
@@ -298,8 +295,7 @@ fn build(sh: &Shell, report: &Reporter, recipe: &Recipe) -> Result<()> {
         }
     })?;
 
-    let (size_format, image) = ("{{.Size}}", recipe.image);
-    let size = cmd!(sh, "docker image inspect --format {size_format} {image}")
+    let size = containers::image_size(sh, recipe.image)
         .quiet()
         .read()
         .ok()
@@ -307,13 +303,13 @@ fn build(sh: &Shell, report: &Reporter, recipe: &Recipe) -> Result<()> {
         .map(|bytes| format!(", {} MB", bytes / 1_000_000))
         .unwrap_or_default();
     report.info(format!("built {} in {}{size}", recipe.image, human_duration(started.elapsed())));
-    report.event(
-        "base_image",
-        json!({ "image": recipe.image, "duration_s": started.elapsed().as_secs_f64() }),
-    );
+    report.emit(Event::BaseImage {
+        image: recipe.image.to_string(),
+        duration_s: started.elapsed().as_secs_f64(),
+    });
     // The tag moved to the new image; the old one would linger as <none>.
     if let Some(old) = previous.filter(|old| image_id(sh, recipe.image).as_ref() != Some(old)) {
-        let _ = cmd!(sh, "docker image rm {old}")
+        let _ = containers::image_remove(sh, &old)
             .quiet()
             .ignore_status()
             .ignore_stdout()
@@ -345,13 +341,7 @@ fn finish(
 }
 
 fn image_id(sh: &Shell, image: &str) -> Option<String> {
-    let id_format = "{{.Id}}";
-    cmd!(sh, "docker image inspect --format {id_format} {image}")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
-        .filter(|id| !id.is_empty())
+    containers::image_id(sh, image).quiet().ignore_stderr().read().ok().filter(|id| !id.is_empty())
 }
 
 #[cfg(test)]
@@ -403,7 +393,9 @@ mod tests {
     #[test]
     fn import_sets_config_and_label_then_reads_stdin() {
         let nginx = recipe(NGINX_IMAGE);
-        let args = nginx.import_args();
+        let command = nginx.import_command();
+        let args: Vec<String> =
+            command.args().iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(args[0], "import");
         assert!(args
             .windows(2)
@@ -428,7 +420,7 @@ mod tests {
     /// Builds the real images (root, Docker and deb.debian.org needed): `cargo test -p xtask
     /// -- --ignored base_images`.
     #[test]
-    #[ignore]
+    #[ignore = "needs Docker, mmdebstrap, root and deb.debian.org (only Docker once the base images are built): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
     fn base_images_are_built_then_reused() {
         let sh = Shell::new().unwrap();
         let report = Reporter::plain();

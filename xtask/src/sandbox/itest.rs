@@ -15,8 +15,10 @@ use xshell::{cmd, Shell};
 use super::admin::{Admin, ContainerUpdate, DeploymentUpdate, TaskUpdate};
 use super::state::{ensure_dir, Layout};
 use super::{moto, process, registry, resources, serve};
+use crate::aws::ecr::Secret;
 use crate::aws::Aws;
-use crate::deploy::target::{SandboxEndpoints, Target};
+use crate::deploy::target::Target;
+use crate::docker::Docker;
 use crate::report::Reporter;
 
 /// A sandbox of one test: killed and removed on drop, pass or fail.
@@ -51,11 +53,7 @@ impl TestSandbox {
             registry_port = process::pick_port(0).unwrap();
         }
         let registry = format!("127.0.0.1:{registry_port}");
-        let endpoints = SandboxEndpoints {
-            endpoint_url: moto::endpoint(moto_port),
-            registry: registry.clone(),
-        };
-        let mut target = super::sandbox_target(Some(&endpoints)).unwrap();
+        let mut target = super::own_target(&super::overlay(moto_port, registry_port)).unwrap();
         target.task_definition =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/task-definition.json");
         let runtime = crate::aws::runtime().unwrap();
@@ -76,7 +74,7 @@ impl TestSandbox {
         let mut child = process::spawn_detached(cmd, &log).unwrap();
         sandbox.pids.push(child.id());
         process::wait_ready(&report, "moto", &mut child, &log, Duration::from_secs(90), || {
-            super::health_moto(moto_port)
+            super::components::health_moto(moto_port)
         })
         .unwrap();
 
@@ -99,7 +97,7 @@ impl TestSandbox {
                 &mut child,
                 &log,
                 Duration::from_secs(20),
-                || super::health_registry(registry_port),
+                || super::components::health_registry(registry_port),
             )
             .unwrap();
             // Connecting makes no call: the mirror's runtime is the one `serve` makes.
@@ -156,7 +154,7 @@ impl Drop for TestSandbox {
 }
 
 #[test]
-#[ignore = "starts moto; run by `cargo xtask ci` (cargo test -- --include-ignored)"]
+#[ignore = "needs moto (the sandbox's venv, made with python3-venv from PyPI once): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn ecs_and_ec2_calls_of_the_deploy_answer_as_on_aws() {
     let sandbox = TestSandbox::start("ecs", false);
     let aws = sandbox.aws();
@@ -403,7 +401,7 @@ fn ecs_and_ec2_calls_of_the_deploy_answer_as_on_aws() {
 }
 
 #[test]
-#[ignore = "starts moto and the registry, runs docker; run by `cargo xtask ci` (cargo test -- --include-ignored)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn a_docker_push_shows_in_describe_images_with_its_digest() {
     let sandbox = TestSandbox::start("ecr", true);
     let aws = sandbox.aws();
@@ -434,11 +432,9 @@ fn a_docker_push_shows_in_describe_images_with_its_digest() {
     let docker_config = sandbox.layout.dir.join("docker-config");
     ensure_dir(&docker_config).unwrap();
     let registry = &sandbox.registry;
-    cmd!(sh, "docker --config {docker_config} login --username AWS --password-stdin {registry}")
-        .stdin(password)
-        .quiet()
-        .ignore_stderr()
-        .read()
+    Docker::default()
+        .login(registry, "AWS", Secret::new(password), &docker_config)
+        .run_captured(&sh)
         .unwrap();
 
     let image = format!("{registry}/zenn-clone-rails");
@@ -485,7 +481,7 @@ fn build_and_push(
         .read()
         .unwrap();
     sandbox.images.borrow_mut().push(id.trim().to_string());
-    let out = cmd!(sh, "docker --config {config} push {tag}").quiet().read().unwrap();
+    let out = Docker::default().push(&tag, config).read(sh).unwrap();
     let digest = out
         .lines()
         .find_map(|l| l.split("digest: ").nth(1))

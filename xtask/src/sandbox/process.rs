@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::event::Detail;
 use crate::failure::Failure;
 use crate::report::{human_duration, Reporter};
 
@@ -153,7 +154,7 @@ pub fn wait_ready(
                 "    waiting for {what} to answer its health check ({}s)",
                 started.elapsed().as_secs()
             ),
-            serde_json::json!({ "component": what }),
+            Some(Detail::Component { component: what.to_string() }),
         );
         std::thread::sleep(POLL);
     }

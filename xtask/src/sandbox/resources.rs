@@ -177,7 +177,7 @@ pub struct Network {
     pub security_group: String,
 }
 
-async fn ensure_network(aws: &Aws, region: &str, created: &mut Vec<String>) -> Result<Network> {
+pub async fn ensure_network(aws: &Aws, region: &str, created: &mut Vec<String>) -> Result<Network> {
     let tagged = [("Filter.1.Name", "tag:Name"), ("Filter.1.Value.1", NETWORK_NAME)];
     let vpc = match first_id(&ec2_call(aws, "DescribeVpcs", &tagged).await?, "vpcSet", "vpcId") {
         Some(id) => id,

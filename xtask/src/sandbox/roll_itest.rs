@@ -20,19 +20,20 @@ use xshell::{cmd, Shell};
 
 use super::admin::{Admin, Task};
 use super::fargate::image::ensure_pause_image;
-use super::fargate::plan::{network_create_command, Secrets, PAUSE_IMAGE};
+use super::fargate::plan::{Secrets, LABEL_SANDBOX, PAUSE_IMAGE};
 use super::fargate::Fargate;
 use super::itest::TestSandbox;
 use super::scheduler::driver::{Addresses, Driver, TICK};
 use super::{moto, resources};
 use crate::aws::ecs::{
-    list_all_tasks, DesiredStatus, Ecs, EcsApi, Health, ServiceSnapshot, TaskDefinitionSnapshot,
-    TaskPage, TaskSnapshot,
+    list_all_tasks, DesiredStatus, Ecs, EcsApi, HealthStatus, ServiceSnapshot, ServiceUpdate,
+    TaskDefinitionSnapshot, TaskPage, TaskSnapshot,
 };
 use crate::aws::Aws;
 use crate::deploy::roll::{self, RollOutcome, RollRequest};
 use crate::deploy::target::{RollStrategy, Target};
 use crate::deploy::verify::{self, VerifyRequest};
+use crate::docker::containers;
 use crate::report::Reporter;
 
 /// The other service: its own family, image and name, two tasks.
@@ -175,7 +176,12 @@ impl RollSandbox {
         // `up` makes the network before the scheduler runs: tasks starting at once would race
         // to create it, and Docker may then hold several networks of that name.
         let settings = super::task_settings(&base.layout, Secrets::default());
-        network_create_command(&sh, &settings).quiet().ignore_stdout().run().unwrap();
+        let owner = (LABEL_SANDBOX, settings.owner.as_str());
+        containers::network_create(&sh, owner, &settings.network)
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .unwrap();
         let driver = Driver::new(
             base.admin(),
             &base.target.region,
@@ -285,7 +291,7 @@ impl Drop for RollSandbox {
         self.scheduler.stop();
         // Before the base removes the images the containers run.
         if let Ok(sh) = Shell::new() {
-            let _ = super::remove_containers(&sh, &self.base.layout);
+            let _ = super::down::remove_containers(&sh, &self.base.layout);
         }
     }
 }
@@ -376,8 +382,13 @@ impl EcsApi for ClusterWide {
         self.ecs.stop_task(cluster, arn, reason).await
     }
 
-    async fn force_new_deployment(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot> {
-        self.ecs.force_new_deployment(cluster, service).await
+    async fn update_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        update: &ServiceUpdate,
+    ) -> Result<ServiceSnapshot> {
+        self.ecs.update_service(cluster, service, update).await
     }
 
     async fn describe_task_definition(
@@ -406,7 +417,7 @@ fn secs(d: Option<Duration>) -> String {
 }
 
 #[test]
-#[ignore = "starts the sandbox (moto, registry, scheduler), builds and runs containers; run by `cargo xtask ci` (cargo test -- --include-ignored)"]
+#[ignore = "needs Docker, docker-registry, busybox-static and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn both_strategies_roll_only_our_service_when_another_shares_the_cluster() {
     let sandbox = RollSandbox::start();
     let (cluster, service) = (sandbox.cluster().to_string(), sandbox.service().to_string());
@@ -459,11 +470,15 @@ fn both_strategies_roll_only_our_service_when_another_shares_the_cluster() {
         }
         assert_ne!(new.arn, old.task_arn, "{what}");
         assert!(!others.contains(&new.arn), "{what}");
-        assert_eq!((new.last_status.as_str(), new.health), ("RUNNING", Health::Healthy), "{what}");
+        assert_eq!(
+            (new.last_status.as_str(), new.health),
+            ("RUNNING", HealthStatus::Healthy),
+            "{what}"
+        );
         let running: BTreeMap<String, String> = new
             .containers
             .iter()
-            .filter(|c| c.health == Health::Healthy)
+            .filter(|c| c.health == HealthStatus::Healthy)
             .filter_map(|c| Some((c.name.clone(), c.image_digest.clone()?)))
             .collect();
         assert_eq!(running, digests, "{what}: each container HEALTHY on the digest just pushed");
@@ -523,7 +538,7 @@ fn both_strategies_roll_only_our_service_when_another_shares_the_cluster() {
             Some(format!("hello {release}")),
         )
         .unwrap();
-        let verified = verify::verify(&check, &sandbox.report).unwrap();
+        let verified = sandbox.base.block(verify::verify(&check, &sandbox.report)).unwrap();
         assert_eq!(verified.status, 200, "{what}");
 
         eprintln!(

@@ -78,6 +78,16 @@ pub struct State {
     pub moto: Option<Component>,
     pub registry: Option<Component>,
     pub serve: Option<Component>,
+    /// The subnet and security group `up` made in moto (the account's network, which the
+    /// deploy does not create); they go into the overlay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkIds>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkIds {
+    pub subnet: String,
+    pub security_group: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,9 @@
 //!
 //! moto's ECR has no registry, so the test mirrors what reaches the registry into moto
 //! (`PutImage` with the registry's manifest and digest), as the sandbox will. The library
-//! never does this. Run: `cargo test -p xtask -- --ignored --nocapture live_` (and `bench_`).
+//! never does this. moto runs from the sandbox's venv (made when missing), or from the python
+//! `XTASK_TEST_PYTHON` names. Run: `cargo test -p xtask -- --ignored --nocapture live_` (and
+//! `bench_`).
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -15,7 +17,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::deploy::target::{DeployFile, SandboxEndpoints, TargetFlags};
+use crate::aws::ecr::{self, TaggedImage};
+use crate::deploy::plan::{Action, Phase, Plan, PlanOptions};
+use crate::deploy::run;
+use crate::deploy::target::{DeployFile, DeployFlags, Overlay, Target, TargetFlags};
+use crate::docker::DockerConfigDir;
+use crate::entrypoint::Mode;
+
+/// The deploy's options without the tests: these check the build and the push.
+fn opts() -> PlanOptions {
+    PlanOptions { skip_tests: true, ..PlanOptions::new(crate::project::target_dir().join("xtask")) }
+}
 
 /// Live tests share the Docker engine's images: they run one at a time, and each removes
 /// every image the test Dockerfiles made (label `xtask-test=push`) when it ends.
@@ -81,14 +93,17 @@ impl Services {
             .expect("docker-registry (Debian package docker-registry)");
 
         let moto_port = free_port().to_string();
-        let python = std::env::var("XTASK_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let python =
+            std::env::var_os("XTASK_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+                crate::sandbox::moto_python(&Reporter::plain()).expect("the sandbox's moto venv")
+            });
         let moto = Command::new(python)
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &moto_port])
             .stdout(log("moto.log"))
             .stderr(log("moto.log"))
             .stdin(Stdio::null())
             .spawn()
-            .expect("python3 with moto[server]");
+            .expect("the sandbox's venv python, or XTASK_TEST_PYTHON, with moto[server]");
         let moto_url = format!("http://127.0.0.1:{moto_port}");
 
         let services = Services { _turn: turn, dir, registry, registry_addr, moto, moto_url };
@@ -101,11 +116,9 @@ impl Services {
         services
     }
 
-    fn endpoints(&self) -> SandboxEndpoints {
-        SandboxEndpoints {
-            endpoint_url: self.moto_url.clone(),
-            registry: self.registry_addr.clone(),
-        }
+    fn overlay(&self) -> Overlay {
+        let port = |addr: &str| addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap();
+        crate::sandbox::overlay(port(&self.moto_url), port(&self.registry_addr))
     }
 
     /// The repositories the registry holds.
@@ -249,10 +262,14 @@ fn target(services: &Services, rails_dir: &str, nginx_dir: &str) -> Target {
         "[targets.sandbox.images.rails]\nrepository = \"zenn-clone-rails\"\ndockerfile = \"{rails_dir}/Dockerfile\"\ncontext = \"{rails_dir}\"\n\
          [targets.sandbox.images.nginx]\nrepository = \"zenn-clone-nginx\"\ndockerfile = \"{nginx_dir}/Dockerfile\"\ncontext = \"{nginx_dir}\"\n"
     );
-    let flags = TargetFlags { sandbox: true, ..TargetFlags::default() };
     DeployFile::parse(&file)
         .unwrap()
-        .resolve(&flags, &|_| None, Some(&services.endpoints()))
+        .resolve(
+            &TargetFlags::default(),
+            &DeployFlags::default(),
+            &|_| None,
+            Some(&services.overlay()),
+        )
         .unwrap()
 }
 
@@ -275,9 +292,23 @@ impl Run {
         Run { sh, report: Reporter::plain(), rt, aws }
     }
 
-    fn deploy(&self, target: &Target, opts: Options) -> Result<Vec<PushedImage>> {
-        let ready = preflight(&self.sh, &self.report, &self.rt, &self.aws, target, opts)?;
-        build_and_push(&self.sh, &self.report, &self.rt, &self.aws, ready)
+    /// The build-and-push steps of the deploy's plan (no ECS service here), run.
+    fn deploy(&self, target: &Target, mode: Mode, opts: PlanOptions) -> Result<Vec<PushedImage>> {
+        let mut plan = Plan::new(target, mode, &opts);
+        let roll =
+            plan.steps.iter().position(|s| s.phase == Phase::Roll).unwrap_or(plan.steps.len());
+        plan.steps.truncate(roll);
+        plan.steps.retain(|s| {
+            !matches!(
+                s.action,
+                Action::CheckEntrypoint { .. }
+                    | Action::CheckService { .. }
+                    | Action::SetEntrypoint { .. }
+            )
+        });
+        let mut pushed = run::execute(&self.sh, &self.report, target, &plan, &opts)?.pushed;
+        pushed.sort_by(|a, b| b.container.cmp(&a.container));
+        Ok(pushed)
     }
 
     fn latest(&self, repository: &str) -> Option<TaggedImage> {
@@ -307,7 +338,7 @@ fn show_error(label: &str, err: &anyhow::Error) {
 }
 
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_build_push_and_check_twice_gives_new_digests() {
     let services = Services::start("twice");
     let target = target(&services, RAILS, NGINX);
@@ -318,9 +349,9 @@ fn live_build_push_and_check_twice_gives_new_digests() {
         vec!["zenn-clone-rails".into(), "zenn-clone-nginx".into()],
     );
 
-    let first = run.deploy(&target, Options::new(true)).unwrap();
+    let first = run.deploy(&target, Mode::First, opts()).unwrap();
     show("first", &first);
-    let second = run.deploy(&target, Options::new(false)).unwrap();
+    let second = run.deploy(&target, Mode::Later, opts()).unwrap();
     show("second", &second);
 
     assert_eq!(first.len(), 2);
@@ -340,12 +371,12 @@ fn live_build_push_and_check_twice_gives_new_digests() {
 }
 
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_deploy_without_repositories_stops_before_building() {
     let services = Services::start("no-repositories");
     let target = target(&services, RAILS, NGINX);
     let run = Run::new(&target);
-    let err = run.deploy(&target, Options::new(false)).unwrap_err();
+    let err = run.deploy(&target, Mode::Later, opts()).unwrap_err();
     show_error("deploy without repositories", &err);
     assert_eq!(Failure::of(&err), Some(Failure::Preflight));
     assert!(format!("{err:#}").contains("run `cargo xtask first-deploy`"), "{err:#}");
@@ -353,12 +384,12 @@ fn live_deploy_without_repositories_stops_before_building() {
 }
 
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_broken_dockerfile_fails_the_build_and_pushes_nothing() {
     let services = Services::start("broken");
     let target = target(&services, "xtask/test_data/push/broken", NGINX);
     let run = Run::new(&target);
-    let err = run.deploy(&target, Options::new(true)).unwrap_err();
+    let err = run.deploy(&target, Mode::First, opts()).unwrap_err();
     show_error("broken Dockerfile", &err);
     assert_eq!(Failure::exit_code_of(&err), Failure::Build.exit_code());
     let msg = format!("{err:#}");
@@ -371,7 +402,7 @@ fn live_broken_dockerfile_fails_the_build_and_pushes_nothing() {
 /// The real `docker login`, started as the pipeline starts it, behind a wrapper that records
 /// the process's own `/proc/<pid>/cmdline` and `environ` and then `exec`s docker in place.
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_login_password_reaches_docker_on_stdin_only() {
     use std::os::unix::fs::PermissionsExt;
     let services = Services::start("login-argv");
@@ -415,7 +446,7 @@ const STALE_DIGEST: &str =
     "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_latest_that_does_not_move_is_a_push_failure_showing_both_digests() {
     let services = Services::start("latest-stale");
     let target = target(&services, RAILS, NGINX);
@@ -427,8 +458,8 @@ fn live_latest_that_does_not_move_is_a_push_failure_showing_both_digests() {
         let put = run.aws.ecr.put_image().repository_name(repo).image_tag(LATEST);
         run.rt.block_on(put.image_digest(STALE_DIGEST).image_manifest(manifest).send()).unwrap();
     }
-    let opts = Options { settle_timeout: Duration::from_secs(2), ..Options::new(false) };
-    let err = run.deploy(&target, opts).unwrap_err();
+    let opts = PlanOptions { settle_timeout: Duration::from_secs(2), ..opts() };
+    let err = run.deploy(&target, Mode::Later, opts).unwrap_err();
     show_error("latest does not move", &err);
     assert_eq!(Failure::of(&err), Some(Failure::Push));
     let msg = format!("{err:#}");
@@ -465,7 +496,7 @@ exec docker "$@"
 }
 
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs Docker, docker-registry and moto (the sandbox's venv): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_registry_stopped_during_push_fails_the_push() {
     let services = Services::start("registry-stopped");
     let target = target(&services, RAILS, NGINX);
@@ -477,7 +508,7 @@ fn live_registry_stopped_during_push_fails_the_push() {
     );
     let docker = docker_killing_registry(&services.dir, services.registry.id());
     let started = Instant::now();
-    let err = run.deploy(&target, Options { docker, ..Options::new(true) }).unwrap_err();
+    let err = run.deploy(&target, Mode::First, PlanOptions { docker, ..opts() }).unwrap_err();
     show_error("registry stopped during push", &err);
     eprintln!("failed after {:?}", started.elapsed());
     assert_eq!(Failure::exit_code_of(&err), Failure::Push.exit_code());
@@ -489,13 +520,13 @@ fn live_registry_stopped_during_push_fails_the_push() {
 }
 
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server)"]
+#[ignore = "needs docker-registry and moto (the sandbox's venv), Docker not: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn live_missing_docker_daemon_is_a_preflight_failure() {
     let services = Services::start("no-daemon");
     let target = target(&services, RAILS, NGINX);
     let run = Run::new(&target);
     let _host = run.sh.push_env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
-    let err = run.deploy(&target, Options::new(true)).unwrap_err();
+    let err = run.deploy(&target, Mode::First, opts()).unwrap_err();
     show_error("no daemon", &err);
     assert_eq!(Failure::of(&err), Some(Failure::Preflight));
     assert!(format!("{err:#}").contains("start Docker"), "{err:#}");
@@ -518,7 +549,7 @@ fn write_payload(path: &Path, mb: usize, seed: u64) {
 /// The chapter's commands one after another (xtask/bench/chapter_push.sh) against the
 /// xtask, alternately, twice each; prints the wall times.
 #[test]
-#[ignore = "needs Docker, docker-registry and moto (python3 -m moto.server); takes minutes"]
+#[ignore = "a benchmark of minutes, needs Docker, docker-registry and moto (the sandbox's venv): run by hand (cargo test -- --ignored --nocapture bench_)"]
 fn bench_chapter_script_against_xtask() {
     let mb: usize = std::env::var("XTASK_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
     let services = Services::start("bench");
@@ -586,7 +617,7 @@ fn bench_chapter_script_against_xtask() {
 
         fresh_payload();
         let started = Instant::now();
-        let pushed = run.deploy(&target, Options::new(false)).unwrap();
+        let pushed = run.deploy(&target, Mode::Later, opts()).unwrap();
         xtask_times.push(started.elapsed());
         digests.push(pushed.iter().map(|p| p.digest.clone()).collect::<Vec<_>>());
     }

@@ -5,10 +5,12 @@ use std::cell::{Cell, RefCell};
 use aws_sdk_ecs::primitives::DateTime;
 use aws_sdk_ecs::types::{self as sdk, DeploymentRolloutState, HealthStatus as H, TaskStopCode};
 
+use super::judge::*;
 use super::*;
 use crate::aws::ecs::{
     service_snapshot, task_definition_snapshot, task_snapshot, TaskPage, DESCRIBE_TASKS_BATCH,
 };
+use crate::aws::ecs::{HealthStatus, ServiceUpdate};
 
 const CLUSTER: &str = "zenn-clone-cluster";
 const SERVICE: &str = "zenn-clone-backend-service";
@@ -306,12 +308,17 @@ impl EcsApi for Fake {
         Ok(())
     }
 
-    async fn force_new_deployment(
+    async fn update_service(
         &self,
         _cluster: &str,
         _service: &str,
+        update: &ServiceUpdate,
     ) -> Result<ServiceSnapshot> {
-        self.actions.borrow_mut().push("UpdateService forceNewDeployment".to_string());
+        let action = match &update.task_definition {
+            Some(td) => format!("UpdateService taskDefinition {td}"),
+            None => "UpdateService forceNewDeployment".to_string(),
+        };
+        self.actions.borrow_mut().push(action);
         self.acted.set(true);
         Ok(service_snapshot(&self.after[0].service))
     }
@@ -339,8 +346,11 @@ async fn run(
         strategy,
         expected_digests: digests(),
         timeout,
-        poll: PollSchedule::seeded(seed),
+        poll: Schedule { seed, ..poll_schedule() },
         logs: LogSource::CloudWatch,
+        task_definition: None,
+        service_created: false,
+        desired_count: None,
     };
     let started = Instant::now();
     let result = roll(fake, &req, &Reporter::plain()).await;
@@ -1026,20 +1036,13 @@ async fn list_all_tasks_reads_every_page_and_describe_batches_by_100() {
 }
 
 #[test]
-fn poll_waits_start_short_back_off_to_the_cap_and_reset_on_change() {
-    for seed in 0..50 {
-        let schedule = PollSchedule::seeded(seed);
-        let mut poller = Poller::new(schedule);
-        let lo = schedule.first.mul_f64(1.0 - schedule.jitter);
-        let longest = schedule.cap.mul_f64(1.0 + schedule.jitter);
-        let first = poller.next_wait(true);
-        assert!(first >= lo && first <= schedule.first.mul_f64(1.0 + schedule.jitter));
-        let waits: Vec<Duration> = (0..20).map(|_| poller.next_wait(false)).collect();
-        assert!(waits.iter().all(|w| *w >= lo && *w <= longest));
-        assert!(waits[10..].iter().all(|w| *w >= schedule.cap.mul_f64(1.0 - schedule.jitter)));
-        assert!(poller.next_wait(true) <= schedule.first.mul_f64(1.0 + schedule.jitter));
-        assert!(longest < Duration::from_secs(2), "a finished roll is seen within 2 s");
-    }
+fn the_roll_polls_quickly_and_notices_a_finished_roll_within_two_seconds() {
+    let schedule = poll_schedule();
+    assert_eq!(schedule.first, Duration::from_millis(500));
+    assert!(
+        schedule.cap.mul_f64(1.0 + schedule.jitter) < Duration::from_secs(2),
+        "a finished roll is seen within 2 s"
+    );
 }
 
 #[test]
@@ -1087,9 +1090,9 @@ fn a_container_missing_from_the_task_counts_only_when_the_task_is_healthy() {
         "RUNNING",
         vec![ctr("rails", "PENDING", H::Healthy, None)],
     ));
-    t.health = Health::Unknown;
+    t.health = HealthStatus::Unknown;
     assert!(!task_ready(&t, &td));
-    t.health = Health::Healthy;
+    t.health = HealthStatus::Healthy;
     assert!(task_ready(&t, &td));
 }
 
@@ -1136,7 +1139,7 @@ fn sandbox_log_hint_names_the_sandbox_logs_command() {
     let stopped = crate::aws::ecs::task_snapshot(&task("new1", NEW_DEP, "STOPPED", vec![]));
     let td = TaskDefinitionSnapshot { arn: "td".to_string(), containers: vec![] };
     assert_eq!(
-        log_hint(&stopped, &td, LogSource::Sandbox),
+        log_hint(&stopped, &td, &LogSource::Command("cargo xtask sandbox logs {task_id}".into())),
         "\nnext: read its log: cargo xtask sandbox logs new1"
     );
 }

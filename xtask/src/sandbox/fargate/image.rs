@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{anyhow, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::docker_output;
-use super::plan::{pull_command, repo_digests_command, repository};
+use super::plan::repository;
+use crate::docker::{self, containers};
 use crate::failure::Failure;
 
 /// What a pull leaves: the reference to create the container from and the digest it had.
@@ -28,8 +28,8 @@ pub fn pull(sh: &Shell, reference: &str) -> Result<Pulled, String> {
         Some(pinned) => pinned,
         None => reference.to_string(),
     };
-    docker_output(pull_command(sh, &pinned))?;
-    let digests = docker_output(repo_digests_command(sh, &pinned))?;
+    docker::output(containers::pull(sh, &pinned))?;
+    let digests = docker::output(containers::image_repo_digests(sh, &pinned))?;
     Ok(pick_digest(&pinned, &digests))
 }
 
@@ -100,13 +100,8 @@ pub fn pick_digest(reference: &str, repo_digests: &str) -> Pulled {
 
 /// Makes `tag` (the pause image) unless the engine has it.
 pub fn ensure_pause_image(sh: &Shell, tag: &str) -> Result<()> {
-    let format = "{{.Id}}";
-    let present = cmd!(sh, "docker image inspect --format {format} {tag}")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .is_ok();
+    let present =
+        containers::image_id(sh, tag).quiet().ignore_stdout().ignore_stderr().run().is_ok();
     if present {
         return Ok(());
     }
@@ -147,9 +142,7 @@ pub fn import_busybox(sh: &Shell, tag: &str, changes: &[&str]) -> Result<()> {
         }
         let tar = dir.join("rootfs.tar");
         cmd!(sh, "tar --create --file {tar} --directory {root} .").quiet().run()?;
-        let change_args: Vec<String> =
-            changes.iter().flat_map(|c| ["--change".to_string(), c.to_string()]).collect();
-        cmd!(sh, "docker import {change_args...} {tar} {tag}").quiet().ignore_stdout().run()?;
+        containers::import(sh, changes, &tar, tag).quiet().ignore_stdout().run()?;
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&dir);

@@ -2,6 +2,9 @@
 //! test's own on 127.0.0.1, so every task pulls through a registry as in the sandbox. Each test
 //! has its own sandbox name, network, registry and loopback address, and removes only what it
 //! made, even when it fails (`TestSandbox`'s `Drop`).
+//!
+//! They need Docker and `docker-registry`, so they are `#[ignore]`d for the quick `cargo test`;
+//! `cargo xtask ci` runs them with `cargo test -p xtask -- --include-ignored`.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
@@ -11,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use aws_smithy_types::date_time::{DateTime, Format};
 use xshell::{cmd, Shell};
+
+use crate::docker::{containers, Docker};
 
 use super::definition::TaskDefinition;
 use super::image::{ensure_pause_image, import_busybox};
@@ -79,8 +84,8 @@ impl TestSandbox {
         let tag = format!("{}:latest", self.image);
         import_busybox(&sh, &tag, &["VOLUME /srv"]).unwrap();
         let digest = self.push(&tag);
-        cmd!(sh, "docker tag {tag} {pause_image}").quiet().run().unwrap();
-        cmd!(sh, "docker rmi {tag}").quiet().ignore_stdout().run().unwrap();
+        Docker::default().tag(&tag, pause_image).read(&sh).unwrap();
+        containers::image_remove(&sh, &tag).quiet().ignore_stdout().run().unwrap();
         digest
     }
 
@@ -88,9 +93,7 @@ impl TestSandbox {
     fn push(&self, tag: &str) -> String {
         let sh = Shell::new().unwrap();
         cmd!(sh, "docker push --quiet {tag}").quiet().ignore_stdout().run().unwrap();
-        let format = "{{json .RepoDigests}}";
-        let digests =
-            cmd!(sh, "docker image inspect --format {format} {tag}").quiet().read().unwrap();
+        let digests = containers::image_repo_digests(&sh, tag).quiet().read().unwrap();
         let digests: Vec<String> = serde_json::from_str(&digests).unwrap();
         let repo = tag.rsplit_once(':').unwrap().0;
         let ours = digests.iter().find(|d| d.starts_with(&format!("{repo}@"))).unwrap();
@@ -130,12 +133,8 @@ impl TestSandbox {
     /// Docker's ids of the task's containers (all of them, whatever their state).
     fn containers_of(&self, task: &str) -> Vec<String> {
         let sh = Shell::new().unwrap();
-        let (sandbox, task) =
-            (format!("label={LABEL_SANDBOX}={}", self.name), format!("label={LABEL_TASK}={task}"));
-        let ids = cmd!(sh, "docker ps --all --quiet --filter {sandbox} --filter {task}")
-            .quiet()
-            .read()
-            .unwrap();
+        let labels = [(LABEL_SANDBOX, self.name.as_str()), (LABEL_TASK, task)];
+        let ids = containers::list(&sh, &labels).quiet().read().unwrap();
         ids.lines().map(str::to_string).collect()
     }
 
@@ -159,15 +158,15 @@ impl Drop for TestSandbox {
                 .stop_task(&task, TaskStop::new(StopCode::UserInitiated, "test cleanup"));
         }
         let sh = Shell::new().unwrap();
-        let label = format!("label={LABEL_SANDBOX}={}", self.name);
-        let left =
-            cmd!(sh, "docker ps --all --quiet --filter {label}").quiet().read().unwrap_or_default();
+        let sandbox = [(LABEL_SANDBOX, self.name.as_str())];
+        let left = containers::list(&sh, &sandbox).quiet().read().unwrap_or_default();
         let left: Vec<&str> = left.lines().collect();
         if !left.is_empty() {
-            let _ = cmd!(sh, "docker rm --force {left...}").quiet().ignore_stdout().run();
+            let _ = containers::remove(&sh, &left).quiet().ignore_stdout().run();
         }
         let name = &self.name;
-        let _ = cmd!(sh, "docker network rm {name}").quiet().ignore_stdout().ignore_stderr().run();
+        let _ =
+            containers::network_remove(&sh, &[name]).quiet().ignore_stdout().ignore_stderr().run();
         // Every image of the test's registry (by tag or by digest) and its pause image.
         let (ours, pause) =
             (format!("reference={}", self.image), format!("reference={name}/pause"));
@@ -244,6 +243,7 @@ fn instant(rfc3339: &str) -> DateTime {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn a_web_container_waits_for_its_app_to_be_healthy_then_serves_on_the_task_address() {
     let sandbox = TestSandbox::new();
     let def = sandbox.definition(
@@ -326,6 +326,7 @@ fn a_web_container_waits_for_its_app_to_be_healthy_then_serves_on_the_task_addre
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn an_essential_container_that_exits_stops_the_task_with_its_exit_code() {
     let sandbox = TestSandbox::new();
     let def = sandbox.definition(
@@ -365,6 +366,7 @@ fn an_essential_container_that_exits_stops_the_task_with_its_exit_code() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn an_image_the_registry_lacks_or_a_secret_the_sandbox_lacks_fails_the_start() {
     let sandbox = TestSandbox::new();
     let missing = format!("{}/does-not-exist", sandbox.registry_addr);
@@ -404,6 +406,7 @@ fn an_image_the_registry_lacks_or_a_secret_the_sandbox_lacks_fails_the_start() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn a_health_check_that_never_passes_is_unhealthy_and_its_dependent_gives_up() {
     let sandbox = TestSandbox::new();
     let def = sandbox.definition(
@@ -434,6 +437,7 @@ fn a_health_check_that_never_passes_is_unhealthy_and_its_dependent_gives_up() {
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn a_task_started_after_a_push_runs_the_new_latest() {
     let sandbox = TestSandbox::new();
     let def = sandbox.definition(
@@ -458,22 +462,21 @@ fn a_task_started_after_a_push_runs_the_new_latest() {
     sandbox.stop(&second, TaskStop::new(StopCode::UserInitiated, "done"));
 
     let pause = sandbox.fargate.settings().pause_image.clone();
-    let format = "{{.Id}}";
-    let before = cmd!(sh, "docker image inspect --format {format} {pause}").quiet().read().unwrap();
+    let before = containers::image_id(&sh, &pause).quiet().read().unwrap();
     ensure_pause_image(&sh, &pause).unwrap();
-    let after = cmd!(sh, "docker image inspect --format {format} {pause}").quiet().read().unwrap();
+    let after = containers::image_id(&sh, &pause).quiet().read().unwrap();
     assert_eq!(before, after, "a present pause image is kept as it is");
 }
 
 #[test]
+#[ignore = "needs Docker, docker-registry and busybox-static: run by `cargo xtask ci` (cargo test -- --include-ignored)"]
 fn a_task_pulls_by_digest_and_never_moves_the_tag_a_deploy_builds_under() {
     let sandbox = TestSandbox::new();
     let sh = Shell::new().unwrap();
     // A deploy's fresh build, tagged `latest` on the same engine but not pushed yet.
     let tag = format!("{}:latest", sandbox.image);
     import_busybox(&sh, &tag, &["LABEL built=by-the-deploy"]).unwrap();
-    let format = "{{.Id}}";
-    let built = cmd!(sh, "docker image inspect --format {format} {tag}").quiet().read().unwrap();
+    let built = containers::image_id(&sh, &tag).quiet().read().unwrap();
 
     let def =
         sandbox.definition(r#"[{"name": "app", "image": "{image}", "command": ["sleep", "60"]}]"#);
@@ -485,7 +488,7 @@ fn a_task_pulls_by_digest_and_never_moves_the_tag_a_deploy_builds_under() {
         Some(sandbox.digest.as_str()),
         "the task runs what the registry's `latest` names"
     );
-    let now = cmd!(sh, "docker image inspect --format {format} {tag}").quiet().read().unwrap();
+    let now = containers::image_id(&sh, &tag).quiet().read().unwrap();
     assert_eq!(now, built, "the task's pull moved {tag} away from the deploy's build");
     sandbox.stop(&task, TaskStop::new(StopCode::UserInitiated, "done"));
 }

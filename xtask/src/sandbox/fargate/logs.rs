@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{anyhow, Context, Result};
 
 use super::plan::ContainerPlan;
+use crate::docker::Docker;
 use crate::failure::Failure;
 
 pub fn task_dir(logs_dir: &Path, task_id: &str) -> PathBuf {
@@ -29,7 +30,9 @@ pub fn follow(logs_dir: &Path, task_id: &str, container: &ContainerPlan) -> io::
     let mut file = File::create(dir.join(format!("{}.log", container.name())))?;
     writeln!(file, "{}", header(&container.def.log_stream(task_id)))?;
     let stderr = file.try_clone()?;
-    let copy = duct::cmd!("docker", "logs", "--follow", &container.docker_name)
+    let copy = Docker::default()
+        .logs_follow(&container.docker_name)
+        .expression()
         .stdin_null()
         .stdout_file(file)
         .stderr_file(stderr)

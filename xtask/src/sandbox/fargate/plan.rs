@@ -1,5 +1,5 @@
-//! One task as docker commands: which containers, in which order, with which arguments.
-//! Pure: every command is a value whose text the tests read.
+//! One task as containers: which, in which order, with which settings (`ContainerSpec`s that
+//! `docker::containers` turns into `docker run` and `docker create`). Pure.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,11 +7,11 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
-use xshell::{cmd, Cmd, Shell};
-
 use super::definition::{ContainerDefinition, HealthCheck, TaskDefinition};
+use crate::aws::ecr::Secret;
+use crate::docker::containers::{self, ContainerSpec, Network, Publish, VolumesFrom};
 use crate::failure::Failure;
+use anyhow::{bail, ensure, Context, Result};
 
 /// Every container and network of the sandbox carries this label, valued with `Settings::owner`
 /// (the sandbox's owner label: `down` removes what carries it).
@@ -133,16 +133,10 @@ impl TaskPlan {
         self.containers.iter().find(|c| c.name() == name)
     }
 
-    /// `docker run` of the pause container: it owns the task's network namespace and publishes
-    /// every container port on the task's address (awsvpc: the task's containers share it).
-    pub fn pause_command<'a>(&self, sh: &'a Shell, settings: &Settings) -> Cmd<'a> {
-        let mut args = vec![
-            "--detach".to_string(),
-            "--name".to_string(),
-            self.pause.clone(),
-            "--network".to_string(),
-            settings.network.clone(),
-        ];
+    /// The pause container (`docker run --detach`): it owns the task's network namespace and
+    /// publishes every container port on the task's address (awsvpc: the task's containers
+    /// share it).
+    pub fn pause_spec(&self, settings: &Settings) -> ContainerSpec {
         let names: Vec<&str> = self.containers.iter().map(ContainerPlan::name).collect();
         let labels = [
             (LABEL_SANDBOX, settings.owner.as_str()),
@@ -151,40 +145,44 @@ impl TaskPlan {
             (LABEL_CONTAINERS, &names.join(",")),
             (LABEL_ADDRESS, &self.address.to_string()),
         ];
-        args.extend(label_args(&labels));
-        let mut published = Vec::new();
+        let mut publish = Vec::new();
         for mapping in self.containers.iter().flat_map(|c| &c.def.port_mappings) {
             let protocol = mapping.protocol.as_deref().unwrap_or("tcp").to_ascii_lowercase();
-            let publish =
-                format!("{}:{port}:{port}/{protocol}", self.address, port = mapping.container_port);
-            if !published.contains(&publish) {
-                published.push(publish);
+            let port = Publish { address: self.address, port: mapping.container_port, protocol };
+            if !publish.contains(&port) {
+                publish.push(port);
             }
         }
-        for publish in published {
-            args.extend(["--publish".to_string(), publish]);
+        ContainerSpec {
+            name: self.pause.clone(),
+            network: Network::Named(settings.network.clone()),
+            labels: owned(&labels),
+            publish,
+            memory_mib: None,
+            memory_reservation_mib: None,
+            env: Vec::new(),
+            secret_env: Vec::new(),
+            volumes_from: Vec::new(),
+            health: containers::HealthCheck::Image,
+            init: false,
+            workdir: None,
+            user: None,
+            entrypoint: None,
+            image: settings.pause_image.clone(),
+            args: vec!["sleep".to_string(), "2147483647".to_string()],
         }
-        let image = &settings.pause_image;
-        cmd!(sh, "docker run {args...} {image} sleep 2147483647")
     }
 
-    /// `docker create` of one container, joined to the pause container's network. `run_ref` is
+    /// One container (`docker create`), joined to the pause container's network. `run_ref` is
     /// the image by digest after the pull. Secret values go to docker's environment, never argv.
-    pub fn create_command<'a>(
+    pub fn container_spec(
         &self,
-        sh: &'a Shell,
         settings: &Settings,
         container: &ContainerPlan,
         run_ref: &str,
         digest: Option<&str>,
-    ) -> Result<Cmd<'a>> {
+    ) -> Result<ContainerSpec> {
         let def = &container.def;
-        let mut args = vec![
-            "--name".to_string(),
-            container.docker_name.clone(),
-            "--network".to_string(),
-            format!("container:{}", self.pause),
-        ];
         let essential = def.is_essential().to_string();
         let mut labels = vec![
             (LABEL_SANDBOX, settings.owner.as_str()),
@@ -197,17 +195,7 @@ impl TaskPlan {
         if let Some(digest) = digest {
             labels.push((LABEL_DIGEST, digest));
         }
-        args.extend(label_args(&labels));
-        if let Some(mib) = def.memory {
-            args.extend(["--memory".to_string(), format!("{mib}m")]);
-        }
-        if let Some(mib) = def.memory_reservation {
-            args.extend(["--memory-reservation".to_string(), format!("{mib}m")]);
-        }
-        for kv in &def.environment {
-            args.extend(["--env".to_string(), format!("{}={}", kv.name, kv.value)]);
-        }
-        let mut secrets = Vec::new();
+        let mut secret_env = Vec::new();
         for secret in &def.secrets {
             let value = settings.secrets.get(&secret.name).with_context(|| {
                 format!(
@@ -215,66 +203,69 @@ impl TaskPlan {
                     secret.name, def.name
                 )
             })?;
-            args.extend(["--env".to_string(), secret.name.clone()]);
-            secrets.push((secret.name.as_str(), value));
+            secret_env.push((secret.name.clone(), Secret::new(value)));
         }
+        let mut volumes_from = Vec::new();
         for from in &def.volumes_from {
             let source = self.container(&from.source_container).with_context(|| {
                 format!("volumesFrom names unknown container {}", from.source_container)
             })?;
-            let mode = if from.read_only == Some(true) { ":ro" } else { "" };
-            args.extend(["--volumes-from".to_string(), format!("{}{mode}", source.docker_name)]);
+            volumes_from.push(VolumesFrom {
+                container: source.docker_name.clone(),
+                read_only: from.read_only == Some(true),
+            });
         }
-        match &def.health_check {
-            Some(check) => args.extend(health_args(check, settings.health_time_scale)?),
-            None => args.push("--no-healthcheck".to_string()),
-        }
-        if def.linux_parameters.as_ref().and_then(|l| l.init_process_enabled) == Some(true) {
-            args.push("--init".to_string());
-        }
-        if let Some(dir) = &def.working_directory {
-            args.extend(["--workdir".to_string(), dir.clone()]);
-        }
-        if let Some(user) = &def.user {
-            args.extend(["--user".to_string(), user.clone()]);
-        }
-        let mut after_image = Vec::new();
-        if let Some((first, rest)) = def.entry_point.as_deref().and_then(<[String]>::split_first) {
-            args.extend(["--entrypoint".to_string(), first.clone()]);
-            after_image.extend(rest.iter().cloned());
-        }
-        after_image.extend(def.command.iter().flatten().cloned());
-        let mut cmd = cmd!(sh, "docker create {args...} {run_ref} {after_image...}");
-        for (name, value) in secrets {
-            cmd = cmd.env(name, value);
-        }
-        Ok(cmd)
+        let health = match &def.health_check {
+            Some(check) => health(check, settings.health_time_scale)?,
+            None => containers::HealthCheck::Disabled,
+        };
+        let (entrypoint, mut args) =
+            match def.entry_point.as_deref().and_then(<[String]>::split_first) {
+                Some((first, rest)) => (Some(first.clone()), rest.to_vec()),
+                None => (None, Vec::new()),
+            };
+        args.extend(def.command.iter().flatten().cloned());
+        Ok(ContainerSpec {
+            name: container.docker_name.clone(),
+            network: Network::Container(self.pause.clone()),
+            labels: owned(&labels),
+            publish: Vec::new(),
+            memory_mib: def.memory,
+            memory_reservation_mib: def.memory_reservation,
+            env: def.environment.iter().map(|kv| (kv.name.clone(), kv.value.clone())).collect(),
+            secret_env,
+            volumes_from,
+            health,
+            init: def.linux_parameters.as_ref().and_then(|l| l.init_process_enabled) == Some(true),
+            workdir: def.working_directory.clone(),
+            user: def.user.clone(),
+            entrypoint,
+            image: run_ref.to_string(),
+            args,
+        })
     }
+}
+
+fn owned(labels: &[(&str, &str)]) -> Vec<(String, String)> {
+    labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Docker 20.10 runs the first check one interval after the start and has no
 /// `--health-start-interval`, so the interval is divided by `scale` (floor 1 s) to keep the
 /// sandbox quick. Timeout, retries and start period stay the definition's, as on ECS: a check
 /// that is slow because the machine is busy (a build beside the task) must not kill the task.
-pub fn health_args(check: &HealthCheck, scale: u32) -> Result<Vec<String>> {
-    let Some(test) = health_test(&check.command)? else {
-        return Ok(vec!["--no-healthcheck".to_string()]);
+pub fn health(check: &HealthCheck, scale: u32) -> Result<containers::HealthCheck> {
+    let Some(command) = health_test(&check.command)? else {
+        return Ok(containers::HealthCheck::Disabled);
     };
     let scaled = |secs: u64| (Duration::from_secs(secs) / scale.max(1)).max(Duration::from_secs(1));
-    let mut args = vec![
-        "--health-cmd".to_string(),
-        test,
-        "--health-interval".to_string(),
-        docker_duration(scaled(check.interval.unwrap_or(30))),
-        "--health-timeout".to_string(),
-        docker_duration(Duration::from_secs(check.timeout.unwrap_or(5))),
-        "--health-retries".to_string(),
-        check.retries.unwrap_or(3).to_string(),
-    ];
-    if let Some(secs) = check.start_period.filter(|s| *s > 0) {
-        args.extend(["--health-start-period".to_string(), format!("{secs}s")]);
-    }
-    Ok(args)
+    Ok(containers::HealthCheck::Shell {
+        command,
+        interval: scaled(check.interval.unwrap_or(30)),
+        timeout: Duration::from_secs(check.timeout.unwrap_or(5)),
+        retries: check.retries.unwrap_or(3),
+        start_period: check.start_period.filter(|s| *s > 0).map(Duration::from_secs),
+    })
 }
 
 /// The shell command docker runs for an ECS health check; `None` for `["NONE"]`.
@@ -301,19 +292,6 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
-/// `3s`, or `1500ms` when not whole seconds (Go's duration syntax, which docker parses).
-fn docker_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}
-
-fn label_args(labels: &[(&str, &str)]) -> Vec<String> {
-    labels.iter().flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")]).collect()
-}
-
 /// The image with a tag: ECS pulls `latest` when the definition names none.
 pub fn pull_ref(image: &str) -> String {
     let last = image.rsplit('/').next().unwrap_or(image);
@@ -331,64 +309,6 @@ pub fn repository(reference: &str) -> &str {
         Some((repo, tag)) if !tag.contains('/') => repo,
         _ => without_digest,
     }
-}
-
-/// `docker pull` of one image from the sandbox registry (ECS pulls at every task start).
-pub fn pull_command<'a>(sh: &'a Shell, reference: &str) -> Cmd<'a> {
-    cmd!(sh, "docker pull --quiet {reference}")
-}
-
-/// The digests the engine knows for a pulled image, as a JSON list of `repo@sha256:...`.
-pub fn repo_digests_command<'a>(sh: &'a Shell, reference: &str) -> Cmd<'a> {
-    let format = "{{json .RepoDigests}}";
-    cmd!(sh, "docker image inspect --format {format} {reference}")
-}
-
-pub fn start_command<'a>(sh: &'a Shell, docker_name: &str) -> Cmd<'a> {
-    cmd!(sh, "docker start {docker_name}")
-}
-
-/// Ids of the sandbox's containers, of one task or of all.
-pub fn list_command<'a>(sh: &'a Shell, settings: &Settings, task_id: Option<&str>) -> Cmd<'a> {
-    let mut filters =
-        vec!["--filter".to_string(), format!("label={LABEL_SANDBOX}={}", settings.owner)];
-    if let Some(id) = task_id {
-        filters.extend(["--filter".to_string(), format!("label={LABEL_TASK}={id}")]);
-    }
-    cmd!(sh, "docker ps --all --quiet --no-trunc {filters...}")
-}
-
-/// The task id of each of the sandbox's containers (one line per container).
-#[cfg(test)]
-pub fn list_tasks_command<'a>(sh: &'a Shell, settings: &Settings) -> Cmd<'a> {
-    let sandbox = format!("label={LABEL_SANDBOX}={}", settings.owner);
-    let format = format!("{{{{.Label \"{LABEL_TASK}\"}}}}");
-    cmd!(sh, "docker ps --all --filter {sandbox} --format {format}")
-}
-
-pub fn inspect_command<'a>(sh: &'a Shell, ids: &[String]) -> Cmd<'a> {
-    cmd!(sh, "docker inspect --type container {ids...}")
-}
-
-pub fn stop_command<'a>(sh: &'a Shell, settings: &Settings, ids: &[String]) -> Cmd<'a> {
-    let grace = settings.stop_grace.as_secs().to_string();
-    cmd!(sh, "docker stop --time {grace} {ids...}")
-}
-
-pub fn remove_command<'a>(sh: &'a Shell, ids: &[String]) -> Cmd<'a> {
-    cmd!(sh, "docker rm --force {ids...}")
-}
-
-pub fn network_inspect_command<'a>(sh: &'a Shell, settings: &Settings) -> Cmd<'a> {
-    let network = &settings.network;
-    let format = "{{.Name}}";
-    cmd!(sh, "docker network inspect --format {format} {network}")
-}
-
-pub fn network_create_command<'a>(sh: &'a Shell, settings: &Settings) -> Cmd<'a> {
-    let label = format!("{LABEL_SANDBOX}={}", settings.owner);
-    let network = &settings.network;
-    cmd!(sh, "docker network create --label {label} {network}")
 }
 
 fn validate(task_id: &str, address: Ipv4Addr, def: &TaskDefinition) -> Result<()> {

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use xshell::Shell;
+
 use super::*;
+use crate::docker::containers::HealthCheck as Health;
 use crate::sandbox::fargate::definition::TaskDefinition;
 
 const TASK: &str = "0123456789abcdef0123456789abcdef";
@@ -51,18 +54,53 @@ fn definition(containers: &str) -> TaskDefinition {
     TaskDefinition::from_json(&format!(r#"{{"containerDefinitions": {containers}}}"#)).unwrap()
 }
 
+fn spec_of(plan: &TaskPlan, name: &str) -> ContainerSpec {
+    let c = plan.container(name).unwrap();
+    let run_ref = format!("{}@sha256:d1", repository(&c.pull_ref));
+    plan.container_spec(&settings(), c, &run_ref, Some("sha256:d1")).unwrap()
+}
+
 fn create_text(plan: &TaskPlan, name: &str) -> String {
     let sh = Shell::new().unwrap();
-    let c = plan.container(name).unwrap();
-    plan.create_command(
-        &sh,
-        &settings(),
-        c,
-        &format!("{}@sha256:d1", repository(&c.pull_ref)),
-        Some("sha256:d1"),
-    )
-    .unwrap()
-    .to_string()
+    containers::create(&sh, &spec_of(plan, name)).to_string()
+}
+
+fn labels(labels: &[(&str, &str)]) -> Vec<(String, String)> {
+    labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// A container of the repository's task with these labels, as `docker create` gets it.
+fn repository_container(name: &str, labels: Vec<(String, String)>) -> ContainerSpec {
+    ContainerSpec {
+        name: format!("zenn-sandbox-01234567-{name}"),
+        network: Network::Container("zenn-sandbox-01234567".into()),
+        labels,
+        publish: vec![],
+        memory_mib: None,
+        memory_reservation_mib: None,
+        env: vec![],
+        secret_env: vec![],
+        volumes_from: vec![],
+        health: Health::Disabled,
+        init: false,
+        workdir: None,
+        user: None,
+        entrypoint: None,
+        image: format!("127.0.0.1:5000/zenn-clone-{name}@sha256:d1"),
+        args: vec![],
+    }
+}
+
+fn task_labels(container: &str) -> Vec<(String, String)> {
+    labels(&[
+        ("zenn-sandbox.dir", "/repo/target/sandbox"),
+        ("zenn-sandbox.task", TASK),
+        ("zenn-sandbox.role", "container"),
+        ("zenn-sandbox.container", container),
+        ("zenn-sandbox.essential", "true"),
+        ("zenn-sandbox.image", &format!("127.0.0.1:5000/zenn-clone-{container}")),
+        ("zenn-sandbox.image-digest", "sha256:d1"),
+    ])
 }
 
 #[test]
@@ -86,15 +124,24 @@ fn the_repository_task_runs_rails_before_nginx_behind_one_pause_container() {
 #[test]
 fn the_pause_container_owns_the_network_and_publishes_port_80_on_the_task_address() {
     let plan = plan_of(&repository_definition()).unwrap();
-    let sh = Shell::new().unwrap();
     assert_eq!(
-        plan.pause_command(&sh, &settings()).to_string(),
-        "docker run --detach --name zenn-sandbox-01234567 --network zenn-sandbox \
-         --label zenn-sandbox.dir=/repo/target/sandbox \
-         --label zenn-sandbox.task=0123456789abcdef0123456789abcdef \
-         --label zenn-sandbox.role=pause --label zenn-sandbox.containers=rails,nginx \
-         --label zenn-sandbox.address=127.0.0.5 --publish 127.0.0.5:80:80/tcp \
-         zenn-sandbox/pause:busybox sleep 2147483647"
+        plan.pause_spec(&settings()),
+        ContainerSpec {
+            name: "zenn-sandbox-01234567".into(),
+            network: Network::Named("zenn-sandbox".into()),
+            labels: labels(&[
+                ("zenn-sandbox.dir", "/repo/target/sandbox"),
+                ("zenn-sandbox.task", TASK),
+                ("zenn-sandbox.role", "pause"),
+                ("zenn-sandbox.containers", "rails,nginx"),
+                ("zenn-sandbox.address", "127.0.0.5"),
+            ]),
+            publish: vec![Publish { address: ADDRESS, port: 80, protocol: "tcp".into() }],
+            health: Health::Image,
+            image: "zenn-sandbox/pause:busybox".into(),
+            args: vec!["sleep".into(), "2147483647".into()],
+            ..repository_container("", vec![])
+        }
     );
 }
 
@@ -102,21 +149,27 @@ fn the_pause_container_owns_the_network_and_publishes_port_80_on_the_task_addres
 fn rails_gets_its_environment_secret_names_and_a_compressed_health_check() {
     let plan = plan_of(&repository_definition()).unwrap();
     assert_eq!(
-        create_text(&plan, "rails"),
-        "docker create --name zenn-sandbox-01234567-rails \
-         --network container:zenn-sandbox-01234567 \
-         --label zenn-sandbox.dir=/repo/target/sandbox \
-         --label zenn-sandbox.task=0123456789abcdef0123456789abcdef \
-         --label zenn-sandbox.role=container --label zenn-sandbox.container=rails \
-         --label zenn-sandbox.essential=true \
-         --label zenn-sandbox.image=127.0.0.1:5000/zenn-clone-rails \
-         --label zenn-sandbox.image-digest=sha256:d1 \
-         --memory-reservation 384m \
-         --env RAILS_ENV=production --env RAILS_LOG_TO_STDOUT=1 \
-         --env RAILS_MASTER_KEY --env SECRET_KEY_BASE --env DATABASE_URL \
-         --health-cmd \"curl --unix-socket /myapp/tmp/sockets/puma.sock localhost/api/v1/health_check || exit 1\" \
-         --health-interval 3s --health-timeout 5s --health-retries 3 \
-         127.0.0.1:5000/zenn-clone-rails@sha256:d1"
+        spec_of(&plan, "rails"),
+        ContainerSpec {
+            memory_reservation_mib: Some(384),
+            env: vec![
+                ("RAILS_ENV".into(), "production".into()),
+                ("RAILS_LOG_TO_STDOUT".into(), "1".into()),
+            ],
+            secret_env: vec![
+                ("RAILS_MASTER_KEY".into(), Secret::new(MASTER_KEY)),
+                ("SECRET_KEY_BASE".into(), Secret::new(SECRET_KEY_BASE)),
+                ("DATABASE_URL".into(), Secret::new(DATABASE_URL)),
+            ],
+            health: Health::Shell {
+                command: "curl --unix-socket /myapp/tmp/sockets/puma.sock localhost/api/v1/health_check || exit 1".into(),
+                interval: Duration::from_secs(3),
+                timeout: Duration::from_secs(5),
+                retries: 3,
+                start_period: None,
+            },
+            ..repository_container("rails", task_labels("rails"))
+        }
     );
 }
 
@@ -124,20 +177,22 @@ fn rails_gets_its_environment_secret_names_and_a_compressed_health_check() {
 fn nginx_takes_the_rails_volumes_and_shares_the_task_network() {
     let plan = plan_of(&repository_definition()).unwrap();
     assert_eq!(
-        create_text(&plan, "nginx"),
-        "docker create --name zenn-sandbox-01234567-nginx \
-         --network container:zenn-sandbox-01234567 \
-         --label zenn-sandbox.dir=/repo/target/sandbox \
-         --label zenn-sandbox.task=0123456789abcdef0123456789abcdef \
-         --label zenn-sandbox.role=container --label zenn-sandbox.container=nginx \
-         --label zenn-sandbox.essential=true \
-         --label zenn-sandbox.image=127.0.0.1:5000/zenn-clone-nginx \
-         --label zenn-sandbox.image-digest=sha256:d1 \
-         --memory-reservation 64m \
-         --volumes-from zenn-sandbox-01234567-rails \
-         --health-cmd \"curl -f http://localhost/api/v1/health_check || exit 1\" \
-         --health-interval 3s --health-timeout 5s --health-retries 3 \
-         127.0.0.1:5000/zenn-clone-nginx@sha256:d1"
+        spec_of(&plan, "nginx"),
+        ContainerSpec {
+            memory_reservation_mib: Some(64),
+            volumes_from: vec![VolumesFrom {
+                container: "zenn-sandbox-01234567-rails".into(),
+                read_only: false,
+            }],
+            health: Health::Shell {
+                command: "curl -f http://localhost/api/v1/health_check || exit 1".into(),
+                interval: Duration::from_secs(3),
+                timeout: Duration::from_secs(5),
+                retries: 3,
+                start_period: None,
+            },
+            ..repository_container("nginx", task_labels("nginx"))
+        }
     );
     let nginx = plan.container("nginx").unwrap();
     assert_eq!(
@@ -152,7 +207,9 @@ fn secret_values_reach_docker_through_its_environment_never_its_arguments() {
     let plan = plan_of(&repository_definition()).unwrap();
     let sh = Shell::new().unwrap();
     let rails = plan.container("rails").unwrap();
-    let cmd = plan.create_command(&sh, &settings(), rails, "r@sha256:d1", None).unwrap();
+    let spec = plan.container_spec(&settings(), rails, "r@sha256:d1", None).unwrap();
+    assert!(!format!("{spec:?}").contains(MASTER_KEY), "Debug shows a secret: {spec:?}");
+    let cmd = containers::create(&sh, &spec);
     let shown = cmd.to_string();
     let command: Command = cmd.into();
     let args: Vec<&OsStr> = command.get_args().collect();
@@ -168,11 +225,10 @@ fn secret_values_reach_docker_through_its_environment_never_its_arguments() {
 #[test]
 fn a_secret_the_sandbox_lacks_is_named_without_any_value() {
     let plan = plan_of(&repository_definition()).unwrap();
-    let sh = Shell::new().unwrap();
     let mut settings = settings();
     settings.secrets = [("RAILS_MASTER_KEY", MASTER_KEY)].into_iter().collect();
     let rails = plan.container("rails").unwrap();
-    let err = plan.create_command(&sh, &settings, rails, "r", None).unwrap_err();
+    let err = plan.container_spec(&settings, rails, "r", None).unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("no value for secret SECRET_KEY_BASE of container rails"), "{text}");
     assert!(!text.contains(MASTER_KEY));
@@ -219,7 +275,7 @@ fn health_checks_keep_timeout_retries_and_start_period_and_scale_the_interval_wi
 ) {
     let check = |json: &str, scale: u32| {
         let check: HealthCheck = serde_json::from_str(json).unwrap();
-        health_args(&check, scale).unwrap().join(" ")
+        containers::health_args(&health(&check, scale).unwrap()).join(" ")
     };
     assert_eq!(
         check(
@@ -235,7 +291,7 @@ fn health_checks_keep_timeout_retries_and_start_period_and_scale_the_interval_wi
     );
     assert_eq!(check(r#"{"command": ["NONE"]}"#, 10), "--no-healthcheck");
     let bad: HealthCheck = serde_json::from_str(r#"{"command": ["curl", "-f", "x"]}"#).unwrap();
-    assert!(health_args(&bad, 10).is_err());
+    assert!(health(&bad, 10).is_err());
 }
 
 #[test]
@@ -289,41 +345,4 @@ fn images_are_pulled_by_tag_latest_when_none_is_named() {
     assert_eq!(repository("127.0.0.1:5000/app:v1"), "127.0.0.1:5000/app");
     assert_eq!(repository("127.0.0.1:5000/app"), "127.0.0.1:5000/app");
     assert_eq!(repository("r/app:v1@sha256:ab"), "r/app");
-}
-
-#[test]
-fn the_other_docker_commands_name_only_the_sandbox_and_task_they_are_for() {
-    let sh = Shell::new().unwrap();
-    let s = settings();
-    let ids = ["c1".to_string(), "c2".to_string()];
-    let texts = [
-        pull_command(&sh, "127.0.0.1:5000/zenn-clone-rails:latest").to_string(),
-        repo_digests_command(&sh, "r/app:latest").to_string(),
-        list_command(&sh, &s, Some(TASK)).to_string(),
-        list_tasks_command(&sh, &s).to_string(),
-        inspect_command(&sh, &ids).to_string(),
-        stop_command(&sh, &s, &ids).to_string(),
-        remove_command(&sh, &ids).to_string(),
-        network_create_command(&sh, &s).to_string(),
-    ];
-    assert_eq!(
-        texts,
-        [
-            "docker pull --quiet 127.0.0.1:5000/zenn-clone-rails:latest".to_string(),
-            "docker image inspect --format \"{{json .RepoDigests}}\" r/app:latest".to_string(),
-            format!(
-                "docker ps --all --quiet --no-trunc --filter label=zenn-sandbox.dir=/repo/target/sandbox \
-                 --filter label=zenn-sandbox.task={TASK}"
-            ),
-            concat!(
-                "docker ps --all --filter label=zenn-sandbox.dir=/repo/target/sandbox ",
-                r#"--format "{{.Label \"zenn-sandbox.task\"}}""#
-            )
-            .to_string(),
-            "docker inspect --type container c1 c2".to_string(),
-            "docker stop --time 5 c1 c2".to_string(),
-            "docker rm --force c1 c2".to_string(),
-            "docker network create --label zenn-sandbox.dir=/repo/target/sandbox zenn-sandbox".to_string(),
-        ]
-    );
 }

@@ -1,0 +1,188 @@
+//! What a deploy leaves: the summary, and the checks of the service it rolls.
+
+use crate::aws::ecs::TaskDefinitionSnapshot;
+use crate::deploy::push::PushedImage;
+use crate::deploy::roll::RollOutcome;
+use crate::deploy::run::Finished;
+use crate::deploy::target::Target;
+use crate::deploy::verify::VerifyOutcome;
+use crate::entrypoint::Mode;
+use crate::event::{Event, ImageView, Outcome, PhaseView, Seeded};
+use crate::report::{human_duration, Reporter};
+
+/// The command that deploys in `mode`.
+pub fn command(mode: Mode) -> &'static str {
+    match mode {
+        Mode::First => "first-deploy",
+        Mode::Later => "deploy",
+    }
+}
+
+/// One set of images pushed, rolled out and verified.
+pub struct Shipped {
+    pub pushed: Vec<PushedImage>,
+    pub outcome: RollOutcome,
+    /// The new tasks' public IPs (none with a fixed verify URL).
+    pub public_ips: Vec<String>,
+    pub verified: VerifyOutcome,
+}
+
+pub fn print(report: &Reporter, target: &Target, mode: Mode, finished: &Finished) {
+    let (shipped, definition) = (&finished.shipped, finished.definition.as_ref());
+    let (Some(first), Some(now)) = (shipped.first(), shipped.last()) else { return };
+    let later = (shipped.len() > 1).then_some(now);
+    {
+        let task = now.outcome.tasks.first();
+        report.line("");
+        report.line(&format!(
+            "{} succeeded in {}",
+            command(mode),
+            human_duration(report.elapsed())
+        ));
+        if later.is_some() {
+            let seeded = first.outcome.tasks.first().map_or("-", |t| t.id.as_str());
+            report.line(&format!(
+                "  seeded  task {seeded} ran {} (first mode), answered {} {}",
+                target.entrypoint.first_deploy_only.join(", "),
+                first.verified.status,
+                first.public_ips.join(", ")
+            ));
+            for image in &first.pushed {
+                report.line(&format!("  first   {}  {}", image.uri, image.digest));
+            }
+            report.line("  now     the later-mode image: a replacement task never seeds again");
+        }
+        for image in &finished.pushed {
+            report.line(&format!("  image   {}:latest  {}", image.uri, image.digest));
+        }
+        if let Some(task) = task {
+            report.line(&format!("  task    {}  ({})", task.id, now.outcome.deployment_id));
+        }
+        if let Some(revision) = &finished.revision {
+            report.line(&format!("  revision {}  {}", revision.name(), revision.arn));
+        }
+        for created in &finished.created {
+            report.line(&format!("  created {created}"));
+        }
+        if !now.public_ips.is_empty() {
+            report.line(&format!("  address {}", now.public_ips.join(", ")));
+        }
+        report.line(&format!(
+            "  health  {} → {}{}",
+            now.verified.url,
+            now.verified.status,
+            now.verified.message.as_deref().map(|m| format!(" {m:?}")).unwrap_or_default()
+        ));
+        if let Some(task) = task {
+            for command in log_commands(target.logs_command.as_deref(), &task.id, definition) {
+                report.line(&format!("  logs    {command}"));
+            }
+        }
+        let phases: Vec<String> = report
+            .phases()
+            .iter()
+            .map(|p| format!("{} {}", p.name, human_duration(p.duration)))
+            .collect();
+        report.line(&format!("  phases  {}", phases.join(", ")));
+        emit_result(report, target, command(mode), finished);
+    }
+}
+
+fn images(pushed: &[PushedImage]) -> Vec<ImageView> {
+    pushed
+        .iter()
+        .map(|p| ImageView {
+            container: p.container.clone(),
+            uri: p.uri.clone(),
+            digest: p.digest.clone(),
+            tags: p.tags.clone(),
+        })
+        .collect()
+}
+
+/// The `result` event of a run that succeeded.
+pub fn emit_result(report: &Reporter, target: &Target, command: &str, finished: &Finished) {
+    let (first, now) = (finished.shipped.first(), finished.shipped.last());
+    let later = (finished.shipped.len() > 1).then_some(());
+    let task = now.and_then(|n| n.outcome.tasks.first());
+    report.emit(Event::Result(Outcome {
+        ok: true,
+        command: Some(command.to_string()),
+        target: Some(target.name.clone()),
+        images: images(&finished.pushed),
+        task_id: task.map(|t| t.id.clone()),
+        public_ip: now.and_then(|n| n.public_ips.first().cloned()),
+        public_ips: now.map(|n| n.public_ips.clone()).unwrap_or_default(),
+        health: now.map(|n| n.verified.view()),
+        seeded_by: later.and(first).map(|first| Seeded {
+            task_id: first.outcome.tasks.first().map(|t| t.id.clone()),
+            public_ip: first.public_ips.first().cloned(),
+            images: images(&first.pushed),
+        }),
+        phases: report
+            .phases()
+            .iter()
+            .map(|p| PhaseView {
+                phase: p.name.to_string(),
+                duration_s: p.duration.as_secs_f64(),
+                ok: p.ok,
+            })
+            .collect(),
+        duration_s: Some(report.elapsed().as_secs_f64()),
+        task_definition: finished.revision.as_ref().map(|r| r.arn.clone()),
+        revision: finished.revision.as_ref().map(|r| r.revision),
+        created: finished.created.clone(),
+        ..Outcome::default()
+    }));
+}
+
+/// Where to read the new task's container logs (the chapter's look at the log for db:create
+/// and db:seed): the sandbox's command, or CloudWatch through the task definition's awslogs.
+fn log_commands(
+    command: Option<&str>,
+    task_id: &str,
+    definition: Option<&TaskDefinitionSnapshot>,
+) -> Vec<String> {
+    if let Some(command) = command {
+        return vec![command.replace("{task_id}", task_id)];
+    }
+    definition
+        .into_iter()
+        .flat_map(|d| &d.containers)
+        .filter_map(|c| {
+            let (group, prefix) = (c.log_group.as_ref()?, c.log_stream_prefix.as_ref()?);
+            Some(format!("aws logs tail {group} --log-stream-names {prefix}/{}/{task_id}", c.name))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_commands_name_the_new_task_stream_per_container() {
+        use crate::aws::ecs::ContainerDefinitionSnapshot;
+        let container = |name: &str, logs: bool| ContainerDefinitionSnapshot {
+            name: name.to_string(),
+            image: None,
+            essential: true,
+            has_health_check: true,
+            log_group: logs.then(|| "/ecs/zenn-clone-task-definition-backend".to_string()),
+            log_stream_prefix: logs.then(|| "ecs".to_string()),
+        };
+        let definition = TaskDefinitionSnapshot {
+            arn: "td".to_string(),
+            containers: vec![container("rails", true), container("nginx", false)],
+        };
+        assert_eq!(
+            log_commands(None, "abc", Some(&definition)),
+            ["aws logs tail /ecs/zenn-clone-task-definition-backend --log-stream-names ecs/rails/abc"]
+        );
+        assert_eq!(
+            log_commands(Some("cargo xtask sandbox logs {task_id}"), "abc", Some(&definition)),
+            ["cargo xtask sandbox logs abc"]
+        );
+        assert!(log_commands(None, "abc", None).is_empty());
+    }
+}
