@@ -246,6 +246,61 @@ mod tests {
         assert!(fill("not json", &values()).is_err());
     }
 
+    /// Runs botocore's check of RegisterTaskDefinition's input shape on `definition`.
+    fn botocore_check(name: &str, definition: &Value) -> std::process::Output {
+        let python = crate::sandbox::moto_python(&crate::report::Reporter::plain()).unwrap();
+        let dir = crate::project::target_dir().join("xtask-unit").join("render");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{name}.json"));
+        std::fs::write(&file, serde_json::to_string_pretty(definition).unwrap()).unwrap();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("test_data/render/validate_register_input.py");
+        std::process::Command::new(python).arg(script).arg(&file).output().unwrap()
+    }
+
+    #[test]
+    #[ignore = "needs the sandbox's moto venv (botocore's service model): run by `cargo xtask ci` (cargo test -- --include-ignored)"]
+    fn the_rendered_definition_is_valid_register_task_definition_input_for_botocore() {
+        let images = BTreeMap::from([
+            (
+                "rails".to_string(),
+                format!(
+                    "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/zenn-clone-rails@{DIGEST}"
+                ),
+            ),
+            (
+                "nginx".to_string(),
+                format!(
+                    "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/zenn-clone-nginx@{DIGEST}"
+                ),
+            ),
+        ]);
+        let tags = RevisionTags {
+            git_commit: Some("git-0123abc-dirty".into()),
+            mode: Some(Mode::First),
+            xtask_version: Some("0.1.0".into()),
+            digests: BTreeMap::from([("rails".to_string(), DIGEST.to_string())]),
+            verified: Some("2026-12-02T12:00:00Z".into()),
+        };
+        let rendered = render(&repository_file(), &values(), &images, &tags).unwrap();
+        let out = botocore_check("rendered", &rendered);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "botocore refuses the rendered definition:\n{said}");
+
+        // The check can fail: an enum value ECS does not know and a member the shape lacks.
+        let mut broken = rendered.clone();
+        broken["networkMode"] = Value::String("awsvpcc".into());
+        broken["containerDefinitions"][0]["imageTag"] = Value::String("latest".into());
+        let out = botocore_check("broken", &broken);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(said.contains("networkMode") && said.contains("imageTag"), "{said}");
+    }
+
     #[test]
     fn tags_of_others_are_ignored() {
         let tags = json!([{"key": "team", "value": "web"}, {"key": TAG_MODE, "value": "first"}]);

@@ -299,11 +299,18 @@ impl Run {
             plan.steps.iter().position(|s| s.phase == Phase::Roll).unwrap_or(plan.steps.len());
         plan.steps.truncate(roll);
         plan.steps.retain(|s| {
-            !matches!(
+            matches!(
                 s.action,
-                Action::CheckEntrypoint { .. }
-                    | Action::CheckService { .. }
-                    | Action::SetEntrypoint { .. }
+                Action::CheckBuildFiles { .. }
+                    | Action::CheckDocker { .. }
+                    | Action::CheckCredentials { .. }
+                    | Action::CheckRepositories { .. }
+                    | Action::CreateRepositories { .. }
+                    | Action::Login { .. }
+                    | Action::Tests
+                    | Action::Build { .. }
+                    | Action::Push { .. }
+                    | Action::CheckLatest { .. }
             )
         });
         let mut pushed = run::execute(&self.sh, &self.report, target, &plan, &opts)?.pushed;
