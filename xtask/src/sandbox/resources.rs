@@ -178,10 +178,12 @@ pub struct Network {
 }
 
 pub async fn ensure_network(aws: &Aws, region: &str, created: &mut Vec<String>) -> Result<Network> {
+    let mut made = false;
     let tagged = [("Filter.1.Name", "tag:Name"), ("Filter.1.Value.1", NETWORK_NAME)];
     let vpc = match first_id(&ec2_call(aws, "DescribeVpcs", &tagged).await?, "vpcSet", "vpcId") {
         Some(id) => id,
         None => {
+            made = true;
             let answer = ec2_call(
                 aws,
                 "CreateVpc",
@@ -211,6 +213,7 @@ pub async fn ensure_network(aws: &Aws, region: &str, created: &mut Vec<String>) 
     ) {
         Some(id) => id,
         None => {
+            made = true;
             let zone = format!("{region}a");
             let answer = ec2_call(
                 aws,
@@ -241,6 +244,7 @@ pub async fn ensure_network(aws: &Aws, region: &str, created: &mut Vec<String>) 
     ) {
         Some(id) => id,
         None => {
+            made = true;
             let answer = ec2_call(
                 aws,
                 "CreateSecurityGroup",
@@ -271,6 +275,9 @@ pub async fn ensure_network(aws: &Aws, region: &str, created: &mut Vec<String>) 
         }
     };
     let network = Network { vpc, subnet, security_group };
+    if !made {
+        return Ok(network);
+    }
     created.push(format!(
         "VPC {} with subnet {} and security group {} (port 80 open)",
         network.vpc, network.subnet, network.security_group
