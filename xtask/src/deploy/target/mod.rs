@@ -488,23 +488,22 @@ build_args = { RUBY_IMAGE = "ruby:3.1.2-slim" }
 
     #[test]
     fn a_service_is_a_name_or_a_table_whose_keys_are_checked() {
-        let named =
-            DeployFile::parse("[defaults]\nservice = \"web\"\n[targets.production]\n").unwrap();
-        let t =
-            named.resolve(&TargetFlags::default(), &DeployFlags::default(), &no_env, None).unwrap();
-        assert_eq!((t.service.as_str(), t.service_settings.desired_count), ("web", 1));
-        let table =
-            "[defaults.service]\nname = \"web\"\ndesired_count = 3\nsubnets = [\"subnet-1\"]\n";
-        let t = DeployFile::parse(table)
+        let t = resolve(TargetFlags::default(), &no_env).unwrap();
+        assert_eq!(
+            (t.service.as_str(), t.service_settings.desired_count),
+            ("zenn-clone-backend-service", 1)
+        );
+        let without = FILE.replace("service = \"zenn-clone-backend-service\"\n", "");
+        let table = format!("{without}\n[defaults.service]\nname = \"web\"\ndesired_count = 3\nsubnets = [\"subnet-1\"]\n");
+        let t = DeployFile::parse(&table)
             .unwrap()
             .resolve(&TargetFlags::default(), &DeployFlags::default(), &no_env, None)
             .unwrap();
-        assert_eq!(t.service_settings.desired_count, 3);
+        assert_eq!((t.service.as_str(), t.service_settings.desired_count), ("web", 3));
         assert_eq!(t.service_settings.subnets, ["subnet-1"]);
-        let err = DeployFile::parse("[defaults.service]\nname = \"web\"\ndesired_cont = 3\n")
-            .unwrap_err();
-        let msg = format!("{err:#}");
-        assert!(msg.contains("line 3") && msg.contains("unknown field `desired_cont`"), "{msg}");
+        let bad = format!("{without}\n[defaults.service]\nname = \"web\"\ndesired_cont = 3\n");
+        let msg = format!("{:#}", DeployFile::parse(&bad).unwrap_err());
+        assert!(msg.contains("unknown field `desired_cont`"), "{msg}");
     }
 
     #[test]
