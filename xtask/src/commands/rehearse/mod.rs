@@ -272,7 +272,8 @@ impl<'a> Rehearsal<'a> {
                 again.code,
                 again.stdout
             );
-            report.info(format!("diff showed: {}; deploy gave revision 5, its task has FEATURE_FLAG=rehearsal; diff is clean again", diff.stdout.trim()));
+            let shown: Vec<&str> = diff.stdout.lines().filter(|l| !l.starts_with('{')).collect();
+            report.info(format!("diff showed: {}; deploy gave revision 5, its task has FEATURE_FLAG=rehearsal; diff is clean again", shown.join("; ")));
             phase.finish();
         }
 

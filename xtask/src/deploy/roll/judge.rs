@@ -158,9 +158,28 @@ impl Watch {
         }
         new_tasks.sort_by(|a, b| (a.created_at, &a.arn).cmp(&(b.created_at, &b.arn)));
 
+        // One stopped task fails a one-task roll at once. With more tasks, ECS replaces a task
+        // that stopped (tasks starting together can trip on each other: two db:migrate at once)
+        // until its circuit breaker's threshold; the roll gives up there too.
+        let want_tasks = usize::try_from(service.desired).unwrap_or(0);
+        let mut stopped = Vec::new();
         for task in &new_tasks {
-            if let Some(why) = self.task_failure(task, deployment, td) {
-                return RollVerdict::Failed(format!("{why}{recent}"));
+            match self.task_failure(task, deployment, td) {
+                Some(TaskFailure::Stopped(why)) => stopped.push(why),
+                Some(TaskFailure::Wrong(why)) => {
+                    return RollVerdict::Failed(format!("{why}{recent}"))
+                }
+                None => {}
+            }
+        }
+        if let Some(first) = stopped.first() {
+            let threshold = breaker_threshold(want_tasks);
+            if want_tasks <= 1 || stopped.len() >= threshold {
+                let more = match stopped.len() {
+                    1 => String::new(),
+                    n => format!("\n({n} new tasks stopped, the limit of {threshold} for {want_tasks} tasks)"),
+                };
+                return RollVerdict::Failed(format!("{first}{more}{recent}"));
             }
         }
 
@@ -211,7 +230,7 @@ impl Watch {
         task: &TaskSnapshot,
         deployment: &DeploymentSnapshot,
         td: &TaskDefinitionSnapshot,
-    ) -> Option<String> {
+    ) -> Option<TaskFailure> {
         let pull_failed = is_pull_error(task.stopped_reason.as_deref())
             || task.containers.iter().any(|c| is_pull_error(c.reason.as_deref()));
         let stopping = task.desired_status == "STOPPED";
@@ -228,11 +247,11 @@ impl Watch {
             } else {
                 log_hint(task, td, &self.logs)
             };
-            return Some(format!(
+            return Some(TaskFailure::Stopped(format!(
                 "{}{}{hint}",
                 describe_stopped(task),
                 deployment_note(deployment)
-            ));
+            )));
         }
         for c in &task.containers {
             let (Some(runs), Some(pushed)) = (&c.image_digest, self.expected_digests.get(&c.name))
@@ -253,10 +272,10 @@ impl Watch {
                          the pushed repository and tag"
                     }
                 };
-                return Some(format!(
+                return Some(TaskFailure::Wrong(format!(
                     "new task {} runs {} for container `{}`, not the digest just pushed ({pushed}){hint}",
                     task.id, runs, c.name
-                ));
+                )));
             }
         }
         None
@@ -279,6 +298,20 @@ impl Watch {
         }
         out
     }
+}
+
+/// How a new task fails a roll.
+enum TaskFailure {
+    /// It stopped (or could not start): ECS may replace it.
+    Stopped(String),
+    /// It runs what was not pushed: no replacement changes that.
+    Wrong(String),
+}
+
+/// How many tasks of a deployment may fail before ECS's circuit breaker fails it: half the
+/// desired count, at least 3 and at most 200 (the ECS developer guide).
+pub(super) fn breaker_threshold(desired: usize) -> usize {
+    desired.div_ceil(2).clamp(3, 200)
 }
 
 /// `service:<name>`, the group ECS gives a service's tasks.

@@ -1143,3 +1143,71 @@ fn sandbox_log_hint_names_the_sandbox_logs_command() {
         "\nnext: read its log: cargo xtask sandbox logs new1"
     );
 }
+
+#[test]
+fn with_several_tasks_a_stopped_one_is_replaced_until_the_breaker_threshold() {
+    assert_eq!((breaker_threshold(1), breaker_threshold(3), breaker_threshold(10)), (3, 3, 5));
+    assert_eq!(breaker_threshold(1000), 200);
+    let before = service_snapshot(&service(
+        (3, 3, 0),
+        vec![dep(OLD_DEP, "PRIMARY", DeploymentRolloutState::Completed, (3, 3, 0), 0)],
+        &[E0],
+    ));
+    let now = service_snapshot(&service(
+        (3, 0, 2),
+        vec![dep(NEW_DEP, "PRIMARY", DeploymentRolloutState::InProgress, (3, 0, 2), 1)],
+        &[E0],
+    ));
+    let td = task_definition_snapshot(&task_definition(), TD);
+    let watch = Watch::new(
+        &before,
+        RollStrategy::ForceNewDeployment,
+        NEW_DEP.into(),
+        digests(),
+        BTreeSet::new(),
+    );
+    let exited = |id: &str| {
+        let mut rails = ctr("rails", "STOPPED", H::UnknownValue, Some(RAILS_NEW));
+        rails.exit_code = Some(1);
+        task_snapshot(&stopping(
+            task(
+                id,
+                NEW_DEP,
+                "STOPPED",
+                vec![rails, ctr("nginx", "STOPPED", H::UnknownValue, None)],
+            ),
+            "STOPPED",
+            TaskStopCode::EssentialContainerExited,
+            "Essential container in task exited",
+        ))
+    };
+    let starting = |id: &str| {
+        task_snapshot(&task(
+            id,
+            NEW_DEP,
+            "PENDING",
+            pair("PENDING", H::UnknownValue, H::UnknownValue, None),
+        ))
+    };
+    // Two tasks migrating at once: one exits, ECS starts another in its place.
+    let tasks = [exited("new1"), starting("new2"), starting("new3")];
+    match watch.judge(&now, tasks.iter(), &td) {
+        RollVerdict::Waiting(progress) => {
+            assert!(
+                progress.waiting_for.contains("ECS to start 1 new task"),
+                "{}",
+                progress.waiting_for
+            )
+        }
+        other => panic!("one stopped task of three must not fail the roll: {other:?}"),
+    }
+    let tasks = [exited("new1"), exited("new2"), exited("new3")];
+    let RollVerdict::Failed(why) = watch.judge(&now, tasks.iter(), &td) else {
+        panic!("three stopped tasks of three fail the roll")
+    };
+    assert!(
+        why.contains("EssentialContainerExited")
+            && why.contains("(3 new tasks stopped, the limit of 3 for 3 tasks)"),
+        "{why}"
+    );
+}
