@@ -117,7 +117,7 @@ pub struct TaskDefinitionSnapshot {
     pub containers: Vec<ContainerDefinitionSnapshot>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ContainerDefinitionSnapshot {
     pub name: String,
     pub image: Option<String>,

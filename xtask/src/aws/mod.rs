@@ -10,6 +10,7 @@ pub mod ec2;
 pub mod ecr;
 pub mod ecs;
 pub mod ecs_json;
+pub mod logs;
 pub mod sts;
 
 use anyhow::{anyhow, Context, Result};
@@ -26,13 +27,20 @@ pub struct Aws {
     pub sdk: SdkConfig,
     pub ecr: aws_sdk_ecr::Client,
     pub ecs: aws_sdk_ecs::Client,
+    #[allow(dead_code)] // read by the log check and the `logs` command, landing next
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 impl Aws {
     /// Builds the SDK configuration and the clients for `target`.
     pub async fn connect(target: &Target) -> Aws {
         let sdk = sdk_config(target).await;
-        Aws { ecr: aws_sdk_ecr::Client::new(&sdk), ecs: aws_sdk_ecs::Client::new(&sdk), sdk }
+        Aws {
+            ecr: aws_sdk_ecr::Client::new(&sdk),
+            ecs: aws_sdk_ecs::Client::new(&sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
+            sdk,
+        }
     }
 
     /// Resolves credentials now, so a missing login fails before anything changes.
