@@ -73,6 +73,8 @@ pub enum Event {
     ImagePushed(PushedView),
     RollDone(RollView),
     VerifyDone(VerifyView),
+    /// The new tasks' log showed the entrypoint's mode.
+    LogCheck(LogCheckView),
     /// The sandbox is up.
     Sandbox {
         endpoint_url: Option<String>,
@@ -203,6 +205,19 @@ pub struct VerifyView {
     pub message: Option<String>,
     pub attempts: u32,
     pub duration_s: f64,
+}
+
+/// The deploy's log check: the steps the new tasks' log showed, and did not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogCheckView {
+    pub container: String,
+    /// `first` or `later`.
+    pub mode: String,
+    pub ran: Vec<String>,
+    pub not_ran: Vec<String>,
+    pub streams: Vec<String>,
+    pub lines_read: usize,
+    pub waited_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -367,6 +382,9 @@ pub struct Outcome {
     /// What the deploy created (a first deploy from nothing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created: Vec<String>,
+    /// The log check of each roll (a first deploy has two: first mode, then later).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_checks: Vec<LogCheckView>,
 }
 
 impl Outcome {

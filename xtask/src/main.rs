@@ -71,6 +71,8 @@ enum Command {
     Diff(commands::diff::Args),
     /// Show what runs: the service's revision, commit, digests, tasks, deployments, drift
     Status(commands::status::Args),
+    /// Show a task's container logs from CloudWatch Logs (default: the service's newest task)
+    Logs(commands::logs::Args),
     /// Put the service back on an earlier revision (exact images, by digest) and verify
     #[command(after_help = failure::exit_code_table())]
     Rollback(commands::rollback::Args),
@@ -107,6 +109,7 @@ fn run(command: Command, report: &Reporter) -> anyhow::Result<()> {
         Command::Render(args) => args.run(&sh, report),
         Command::Diff(args) => args.run(&sh, report),
         Command::Status(args) => args.run(&sh, report),
+        Command::Logs(args) => args.run(report),
         Command::Rollback(args) => args.run(&sh, report),
         Command::Rehearse(args) => args.run(&sh, report),
     }
@@ -125,9 +128,21 @@ mod tests {
     #[test]
     fn help_lists_every_command_and_exit_code() {
         let help = Cli::command().render_help().to_string();
-        for name in
-            ["test", "setup", "ci", "entrypoint", "config", "sandbox", "first-deploy", "deploy"]
-        {
+        for name in [
+            "test",
+            "setup",
+            "ci",
+            "entrypoint",
+            "config",
+            "sandbox",
+            "first-deploy",
+            "deploy",
+            "render",
+            "diff",
+            "status",
+            "logs",
+            "rollback",
+        ] {
             assert!(help.contains(&format!("  {name} ")), "{name} missing from:\n{help}");
         }
         for f in Failure::ALL {

@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod diff;
 pub mod entrypoint;
 mod inspect_target;
+pub mod logs;
 pub mod rehearse;
 pub mod render;
 pub mod rollback;

@@ -70,7 +70,7 @@ impl Args {
             chosen.name(),
             tags.git_commit.as_deref().unwrap_or("-")
         ));
-        let plan = Plan::rollback(&target, &chosen.arn, digests);
+        let plan = Plan::rollback(&target, &chosen.arn, digests, tags.mode);
         if self.dry_run {
             for (line, view) in plan.lines().into_iter().zip(plan.views()) {
                 report.line(&line);

@@ -3,6 +3,7 @@
 
 pub mod drift;
 pub mod inspect;
+pub mod logcheck;
 pub mod plan;
 pub mod push;
 pub mod render;

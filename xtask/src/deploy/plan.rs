@@ -29,6 +29,8 @@ pub const LATEST: &str = "latest";
 pub const TASK_DEFINITION: &str = "{task_definition}";
 /// The placeholder of the verify URL for the new task's public IP.
 pub const PUBLIC_IP: &str = "{public_ip}";
+/// How long the log check waits for the new tasks' lines (CloudWatch delivers seconds late).
+pub const LOG_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The ID the latest build of `container` wrote.
 pub fn image_id(container: &str) -> String {
@@ -202,6 +204,16 @@ pub enum Action {
         expect_message: Option<String>,
         timeout: Duration,
     },
+    /// The new tasks' log of `container` (CloudWatch Logs, through the revision's awslogs
+    /// options) shows the entrypoint ran in `mode`; `file` gives the entrypoint's last line,
+    /// which marks the log complete.
+    CheckLogs {
+        container: String,
+        file: Option<PathBuf>,
+        mode: Mode,
+        steps: Vec<String>,
+        timeout: Duration,
+    },
     /// TagResource `xtask:verified` on the revision: a rollback goes back to one of those.
     MarkVerified,
     /// A rollback's revision: the roll goes onto it and expects the digests its tags give.
@@ -314,10 +326,12 @@ impl Plan {
     }
 
     /// A rollback onto `revision` (an ARN), whose images are `digests` (container → digest).
+    /// `mode` is the entrypoint mode its tags give, for the log check (none without one).
     pub fn rollback(
         target: &Target,
         revision: &str,
         digests: std::collections::BTreeMap<String, String>,
+        mode: Option<Mode>,
     ) -> Plan {
         let mut plan = Plan { mode: Mode::Later, steps: Vec::new() };
         plan.push(
@@ -335,7 +349,8 @@ impl Plan {
             },
         );
         plan.push(Phase::Register, Action::Select { revision: revision.to_string(), digests });
-        plan.roll_and_verify_only(target);
+        // The revision's image holds its own entrypoint: the tree's last line may not be its.
+        plan.roll_and_verify_only(target, mode.map(|m| (m, None)));
         plan
     }
 
@@ -349,10 +364,12 @@ impl Plan {
 
     fn roll_and_verify(&mut self, target: &Target, mode: Mode) {
         self.push(Phase::Register, Action::Register { file: target.task_definition.clone(), mode });
-        self.roll_and_verify_only(target);
+        self.roll_and_verify_only(target, Some((mode, Some(target.entrypoint.file.clone()))));
     }
 
-    fn roll_and_verify_only(&mut self, target: &Target) {
+    /// `logs`: the entrypoint mode the new tasks' log must show, and the file its last line
+    /// comes from.
+    fn roll_and_verify_only(&mut self, target: &Target, logs: Option<(Mode, Option<PathBuf>)>) {
         self.push(
             Phase::Roll,
             Action::Roll {
@@ -374,6 +391,21 @@ impl Plan {
                 timeout: target.verify.timeout,
             },
         );
+        // The container that runs the entrypoint: the image whose build context holds it.
+        let runs_entrypoint =
+            target.images.iter().find(|i| target.entrypoint.file.starts_with(&i.context));
+        if let (Some((mode, file)), Some(image)) = (logs, runs_entrypoint) {
+            self.push(
+                Phase::Verify,
+                Action::CheckLogs {
+                    container: image.container.clone(),
+                    file,
+                    mode,
+                    steps: target.entrypoint.first_deploy_only.clone(),
+                    timeout: LOG_CHECK_TIMEOUT,
+                },
+            );
+        }
         self.push(Phase::Verify, Action::MarkVerified);
     }
 
@@ -573,6 +605,19 @@ impl fmt::Display for Action {
             Action::Select { revision, digests } => {
                 let images: Vec<String> = digests.iter().map(|(c, d)| format!("{c} {d}")).collect();
                 write!(f, "rollback: onto {revision} ({TASK_DEFINITION}), images by digest: {}", images.join(", "))
+            }
+            Action::CheckLogs { container, file, mode, steps, timeout } => {
+                let expect = crate::deploy::logcheck::Expectation::new(*mode, steps, None);
+                write!(
+                    f,
+                    "verify: logs GetLogEvents of each new task's {container} stream (the revision's awslogs group, <prefix>/{container}/<task id>) until it shows the entrypoint's {mode} mode: {}; complete at {} (up to {})",
+                    expect.describe(),
+                    match file {
+                        Some(file) => format!("the last `echo` of {}", file.display()),
+                        None => "a line after the last step".to_string(),
+                    },
+                    human_duration(*timeout)
+                )
             }
             Action::MarkVerified => write!(
                 f,

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
+use crate::aws::ecs::ContainerDefinitionSnapshot;
 use crate::entrypoint::Mode;
 
 /// Keys of a described task definition that RegisterTaskDefinition does not take.
@@ -156,6 +157,26 @@ pub fn render(
 }
 
 /// `{name}` left in the text that is no placeholder this file knows.
+/// One container of a task definition as ECS's JSON gives it (a registered revision), as the
+/// roll and the log check read it.
+pub fn container_snapshot(definition: &Value, name: &str) -> Option<ContainerDefinitionSnapshot> {
+    let c = definition["containerDefinitions"].as_array()?.iter().find(|c| c["name"] == name)?;
+    let logs = &c["logConfiguration"];
+    let log_option = |key: &str| {
+        (logs["logDriver"] == "awslogs")
+            .then(|| logs["options"][key].as_str().map(String::from))
+            .flatten()
+    };
+    Some(ContainerDefinitionSnapshot {
+        name: name.to_string(),
+        image: c["image"].as_str().map(String::from),
+        essential: c["essential"].as_bool().unwrap_or(true),
+        has_health_check: c["healthCheck"].is_object(),
+        log_group: log_option("awslogs-group"),
+        log_stream_prefix: log_option("awslogs-stream-prefix"),
+    })
+}
+
 fn unknown_placeholder(text: &str) -> Option<&str> {
     let mut rest = text;
     while let Some(open) = rest.find('{') {
@@ -299,6 +320,19 @@ mod tests {
         let said = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_eq!(out.status.code(), Some(1), "{said}");
         assert!(said.contains("networkMode") && said.contains("imageTag"), "{said}");
+    }
+
+    #[test]
+    fn a_containers_awslogs_options_are_read_from_the_registered_json() {
+        let definition: Value = serde_json::from_str(&repository_file()).unwrap();
+        let rails = container_snapshot(&definition, "rails").unwrap();
+        assert_eq!(rails.log_group.as_deref(), Some("/ecs/zenn-clone-task-definition-backend"));
+        assert_eq!(rails.log_stream_prefix.as_deref(), Some("ecs"));
+        assert!(rails.essential && rails.has_health_check);
+        assert_eq!(container_snapshot(&definition, "web"), None);
+        let other = json!({"containerDefinitions": [{"name": "a", "logConfiguration":
+            {"logDriver": "fluentd", "options": {"awslogs-group": "g"}}}]});
+        assert_eq!(container_snapshot(&other, "a").unwrap().log_group, None);
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! What a deploy leaves: the summary, and the checks of the service it rolls.
 
-use crate::aws::ecs::TaskDefinitionSnapshot;
 use crate::deploy::push::PushedImage;
 use crate::deploy::roll::RollOutcome;
 use crate::deploy::run::Finished;
@@ -25,10 +24,12 @@ pub struct Shipped {
     /// The new tasks' public IPs (none with a fixed verify URL).
     pub public_ips: Vec<String>,
     pub verified: VerifyOutcome,
+    /// The log check, once it passed.
+    pub log_check: Option<crate::deploy::logcheck::LogCheckOutcome>,
 }
 
 pub fn print(report: &Reporter, target: &Target, mode: Mode, finished: &Finished) {
-    let (shipped, definition) = (&finished.shipped, finished.definition.as_ref());
+    let shipped = &finished.shipped;
     let (Some(first), Some(now)) = (shipped.first(), shipped.last()) else { return };
     let later = (shipped.len() > 1).then_some(now);
     {
@@ -73,10 +74,16 @@ pub fn print(report: &Reporter, target: &Target, mode: Mode, finished: &Finished
             now.verified.status,
             now.verified.message.as_deref().map(|m| format!(" {m:?}")).unwrap_or_default()
         ));
-        if let Some(task) = task {
-            for command in log_commands(target.logs_command.as_deref(), &task.id, definition) {
-                report.line(&format!("  logs    {command}"));
+        if let Some(check) = &now.log_check {
+            if later.is_some() {
+                if let Some(first_check) = &first.log_check {
+                    report.line(&format!("  logcheck {}", first_check.line()));
+                }
             }
+            report.line(&format!("  logcheck {}", check.line()));
+        }
+        if let Some(task) = task {
+            report.line(&format!("  logs    {}", logs_command(target, &task.id)));
         }
         let phases: Vec<String> = report
             .phases()
@@ -132,28 +139,20 @@ pub fn emit_result(report: &Reporter, target: &Target, command: &str, finished: 
         task_definition: finished.revision.as_ref().map(|r| r.arn.clone()),
         revision: finished.revision.as_ref().map(|r| r.revision),
         created: finished.created.clone(),
+        log_checks: finished
+            .shipped
+            .iter()
+            .filter_map(|s| s.log_check.as_ref().map(|c| c.view()))
+            .collect(),
         ..Outcome::default()
     }));
 }
 
-/// Where to read the new task's container logs (the chapter's look at the log for db:create
-/// and db:seed): the sandbox's command, or CloudWatch through the task definition's awslogs.
-fn log_commands(
-    command: Option<&str>,
-    task_id: &str,
-    definition: Option<&TaskDefinitionSnapshot>,
-) -> Vec<String> {
-    if let Some(command) = command {
-        return vec![command.replace("{task_id}", task_id)];
-    }
-    definition
-        .into_iter()
-        .flat_map(|d| &d.containers)
-        .filter_map(|c| {
-            let (group, prefix) = (c.log_group.as_ref()?, c.log_stream_prefix.as_ref()?);
-            Some(format!("aws logs tail {group} --log-stream-names {prefix}/{}/{task_id}", c.name))
-        })
-        .collect()
+/// The command that shows the new task's log (the chapter's look for db:create and db:seed).
+pub fn logs_command(target: &Target, task_id: &str) -> String {
+    let mut words = vec!["cargo xtask logs".to_string(), task_id.to_string()];
+    words.extend(target.cli_flags.iter().cloned());
+    words.join(" ")
 }
 
 #[cfg(test)]
@@ -161,28 +160,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_commands_name_the_new_task_stream_per_container() {
-        use crate::aws::ecs::ContainerDefinitionSnapshot;
-        let container = |name: &str, logs: bool| ContainerDefinitionSnapshot {
-            name: name.to_string(),
-            image: None,
-            essential: true,
-            has_health_check: true,
-            log_group: logs.then(|| "/ecs/zenn-clone-task-definition-backend".to_string()),
-            log_stream_prefix: logs.then(|| "ecs".to_string()),
+    fn the_logs_line_names_the_command_for_the_new_task_on_its_target() {
+        use crate::deploy::target::{DeployFile, DeployFlags, TargetFlags};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let file = DeployFile::load(root).unwrap();
+        let resolve = |overlay: Option<&crate::deploy::target::Overlay>| {
+            file.resolve(&TargetFlags::default(), &DeployFlags::default(), &|_| None, overlay)
+                .unwrap()
         };
-        let definition = TaskDefinitionSnapshot {
-            arn: "td".to_string(),
-            containers: vec![container("rails", true), container("nginx", false)],
-        };
-        assert_eq!(
-            log_commands(None, "abc", Some(&definition)),
-            ["aws logs tail /ecs/zenn-clone-task-definition-backend --log-stream-names ecs/rails/abc"]
-        );
-        assert_eq!(
-            log_commands(Some("cargo xtask sandbox logs {task_id}"), "abc", Some(&definition)),
-            ["cargo xtask sandbox logs abc"]
-        );
-        assert!(log_commands(None, "abc", None).is_empty());
+        assert_eq!(logs_command(&resolve(None), "abc"), "cargo xtask logs abc");
+        let sandbox = crate::sandbox::overlay(5010, 5011);
+        assert_eq!(logs_command(&resolve(Some(&sandbox)), "abc"), "cargo xtask logs abc --sandbox");
     }
 }

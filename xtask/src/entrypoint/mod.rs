@@ -67,6 +67,28 @@ pub fn status_file(path: &Path, steps: &[String]) -> Result<Status> {
     edit::status(&text, steps).map_err(|r| refusal(&label, r))
 }
 
+/// What the last `echo` of the file at `path` prints once the file is in `mode`: the log line
+/// right before the entrypoint hands over to the server (the deploy's log check waits for it).
+pub fn last_echo_file(path: &Path, mode: Mode, steps: &[String]) -> Result<Option<String>> {
+    let label = label(path);
+    let text = read(path, &label)?;
+    let text = edit::apply(&text, mode, steps).map_err(|r| refusal(&label, r))?;
+    Ok(last_echo(&text))
+}
+
+/// The words of the last active `echo` line of a script, unquoted.
+pub fn last_echo(text: &str) -> Option<String> {
+    text.lines().rev().find_map(|line| {
+        let words = line.trim_start().strip_prefix("echo ")?.trim();
+        let unquoted = words
+            .strip_prefix('"')
+            .and_then(|w| w.strip_suffix('"'))
+            .or_else(|| words.strip_prefix('\'').and_then(|w| w.strip_suffix('\'')))
+            .unwrap_or(words);
+        (!unquoted.is_empty()).then(|| unquoted.to_string())
+    })
+}
+
 /// The path as the user knows it: relative to the project root when it is inside.
 pub fn label(path: &Path) -> String {
     let root = crate::project::root();

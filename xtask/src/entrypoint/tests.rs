@@ -524,3 +524,18 @@ fn steps_alone_in_a_block_are_refused_in_later_mode() {
         edit::apply(&text, Mode::First, &default_steps()).unwrap();
     }
 }
+
+#[test]
+fn the_last_echo_is_read_in_the_mode_given() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rails/entrypoint.prod.sh");
+    for mode in [Mode::First, Mode::Later] {
+        let end = super::last_echo_file(&repo, mode, &default_steps()).unwrap();
+        assert_eq!(end.as_deref(), Some("exec pumactl start"), "{mode}");
+    }
+    let seeds_last = "echo \"migrate\"\nbundle exec rails db:migrate\necho \"bundle exec rails db:seed\"\nbundle exec rails db:seed\n";
+    let later = edit::apply(seeds_last, Mode::Later, &["db:seed".to_string()]).unwrap();
+    assert_eq!(super::last_echo(&later).as_deref(), Some("migrate"));
+    assert_eq!(super::last_echo(seeds_last).as_deref(), Some("bundle exec rails db:seed"));
+    assert_eq!(super::last_echo("echo 'done'\n# echo \"no\"\n").as_deref(), Some("done"));
+    assert_eq!(super::last_echo("exec puma\n"), None);
+}

@@ -38,8 +38,6 @@ pub struct Finished {
     pub shipped: Vec<Shipped>,
     /// The last push of each image.
     pub pushed: Vec<PushedImage>,
-    /// The service's task definition when the run began.
-    pub definition: Option<TaskDefinitionSnapshot>,
     /// The revision the service runs now.
     pub revision: Option<Revision>,
     /// What the run created (a first deploy from nothing).
@@ -88,7 +86,6 @@ pub fn execute(
     Ok(Finished {
         shipped: run.shipped,
         pushed: run.pushed.into_values().collect(),
-        definition: run.definition,
         revision: run.current_revision,
         created: run.created,
     })
@@ -107,7 +104,7 @@ struct Run<'a> {
     vars: BTreeMap<String, String>,
     /// Each repository, `None` while missing.
     repositories: BTreeMap<String, Option<Repository>>,
-    /// The service's task definition, for the summary's log commands.
+    /// The service's task definition when the run began.
     definition: Option<TaskDefinitionSnapshot>,
     /// The private Docker config of the login, removed when the run ends.
     config: Option<DockerConfigDir>,
@@ -220,6 +217,9 @@ impl Run<'_> {
             Action::CreateCluster { cluster } => self.create_cluster(cluster),
             Action::Register { file, mode } => self.register(file, *mode),
             Action::MarkVerified => self.mark_verified(),
+            Action::CheckLogs { container, file, mode, steps, timeout } => {
+                self.check_logs(container, file.as_deref(), *mode, steps, *timeout)
+            }
             Action::Select { revision, digests } => self.select(revision, digests),
             Action::SetEntrypoint { file, mode, steps } => self.set_entrypoint(file, *mode, steps),
             Action::CreateRepositories { repositories } => self.create_repositories(repositories),

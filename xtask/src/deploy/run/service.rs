@@ -10,8 +10,10 @@ use anyhow::{anyhow, Context, Result};
 
 use super::Run;
 use crate::aws::ecs::EcsApi;
+use crate::aws::logs::{LogStream, Logs};
 use crate::aws::{ec2, ecs_json, sts};
 use crate::deploy::drift;
+use crate::deploy::logcheck::{self, Expectation};
 use crate::deploy::plan::{GIT_TAG, REGISTRY, TASK_DEFINITION};
 use crate::deploy::push;
 use crate::deploy::render::{self, Placeholders, RevisionTags, TAG_VERIFIED};
@@ -19,7 +21,7 @@ use crate::deploy::roll::{self, RollRequest};
 use crate::deploy::summary::Shipped;
 use crate::deploy::target::VerifyConfig;
 use crate::deploy::verify::{self, VerifyOutcome, VerifyRequest};
-use crate::entrypoint::Mode;
+use crate::entrypoint::{self, Mode};
 use crate::event::Event;
 use crate::failure::Failure;
 
@@ -360,6 +362,51 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The new tasks' log of `container` shows the entrypoint ran in `mode`.
+    pub(super) fn check_logs(
+        &mut self,
+        container: &str,
+        file: Option<&Path>,
+        mode: Mode,
+        steps: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let shipped =
+            self.shipped.last_mut().ok_or_else(|| anyhow!("no roll before the log check"))?;
+        let def = match &self.current_revision {
+            Some(revision) => render::container_snapshot(&revision.definition, container),
+            None => self
+                .definition
+                .as_ref()
+                .and_then(|d| d.containers.iter().find(|c| c.name == container).cloned()),
+        };
+        let streams: Vec<LogStream> = shipped
+            .outcome
+            .tasks
+            .iter()
+            .filter_map(|t| def.as_ref().and_then(|d| LogStream::of(d, &t.id)))
+            .collect();
+        if streams.is_empty() {
+            self.report.warn(format!(
+                "log check skipped: container `{container}` does not log through awslogs with a group and a stream prefix, so its log cannot be read"
+            ));
+            return Ok(());
+        }
+        let end = match file {
+            Some(file) => {
+                entrypoint::last_echo_file(&crate::project::root().join(file), mode, steps)?
+            }
+            None => None,
+        };
+        let expect = Expectation::new(mode, steps, end);
+        let api = Logs::new(self.aws.logs.clone());
+        let outcome = self.rt.block_on(logcheck::check(&api, streams, &expect, timeout))?;
+        self.report.info(format!("log check: {}", outcome.line()));
+        self.report.emit(Event::LogCheck(outcome.view()));
+        shipped.log_check = Some(outcome);
+        Ok(())
+    }
+
     /// The health check of each new task (at its public IP), or once at a fixed URL.
     pub(super) fn verify(&mut self, config: &VerifyConfig) -> Result<()> {
         let ips: Vec<Option<String>> = match self.public_ips.is_empty() {
@@ -381,6 +428,7 @@ impl Run<'_> {
             outcome,
             public_ips: std::mem::take(&mut self.public_ips),
             verified,
+            log_check: None,
         });
         Ok(())
     }
