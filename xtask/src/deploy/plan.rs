@@ -156,6 +156,12 @@ pub enum Action {
     CreateCluster {
         cluster: String,
     },
+    /// CreateLogGroup for each awslogs group of the task definition that is missing (awslogs
+    /// creates it at a task's start only with `awslogs-create-group` and logs:CreateLogGroup
+    /// in the execution role).
+    CreateLogGroups {
+        file: PathBuf,
+    },
     SetEntrypoint {
         file: PathBuf,
         mode: Mode,
@@ -274,6 +280,10 @@ impl Plan {
         if first {
             plan.push(Phase::Entrypoint, Action::CreateRepositories { repositories });
             plan.push(Phase::Entrypoint, Action::CreateCluster { cluster: target.cluster.clone() });
+            plan.push(
+                Phase::Entrypoint,
+                Action::CreateLogGroups { file: target.task_definition.clone() },
+            );
         }
         let registry = target.registry.clone().unwrap_or_else(|| REGISTRY.to_string());
         let config = opts.work.join("docker-config.PID.N");
@@ -534,6 +544,11 @@ impl fmt::Display for Action {
             Action::CreateCluster { cluster } => {
                 write!(f, "ecs: CreateCluster {cluster} if missing")
             }
+            Action::CreateLogGroups { file } => write!(
+                f,
+                "logs: CreateLogGroup for each awslogs-group of {} that DescribeLogGroups does not show",
+                file.display()
+            ),
             Action::CheckService { cluster, service, create_missing, refuse_running, warn_running } => {
                 write!(f, "check: ecs DescribeServices {service} in cluster {cluster}: ACTIVE")?;
                 if *create_missing {

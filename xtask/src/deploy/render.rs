@@ -157,6 +157,20 @@ pub fn render(
 }
 
 /// `{name}` left in the text that is no placeholder this file knows.
+/// The log groups a task definition's containers log to through awslogs, once each.
+pub fn log_groups(definition: &Value) -> Vec<String> {
+    let mut groups: Vec<String> = definition["containerDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["logConfiguration"]["logDriver"] == "awslogs")
+        .filter_map(|c| c["logConfiguration"]["options"]["awslogs-group"].as_str())
+        .map(String::from)
+        .collect();
+    groups.dedup();
+    groups
+}
+
 /// One container of a task definition as ECS's JSON gives it (a registered revision), as the
 /// roll and the log check read it.
 pub fn container_snapshot(definition: &Value, name: &str) -> Option<ContainerDefinitionSnapshot> {
@@ -333,6 +347,8 @@ mod tests {
         let other = json!({"containerDefinitions": [{"name": "a", "logConfiguration":
             {"logDriver": "fluentd", "options": {"awslogs-group": "g"}}}]});
         assert_eq!(container_snapshot(&other, "a").unwrap().log_group, None);
+        assert_eq!(log_groups(&definition), ["/ecs/zenn-clone-task-definition-backend"]);
+        assert!(log_groups(&other).is_empty());
     }
 
     #[test]

@@ -14,6 +14,9 @@ use crate::deploy::target::Target;
 use crate::event::{self, Event, Outcome, StatusView, StepView};
 use crate::sandbox::{self, admin::Admin, database, Layout};
 
+/// The entrypoint's last line: a task log that holds it is complete.
+const LOG_END: &str = "exec pumactl start";
+
 /// One `cargo xtask` run in the scratch copy: its exit code and its JSON events.
 pub(super) struct Run {
     pub code: i32,
@@ -310,6 +313,24 @@ impl Rehearsal<'_> {
     }
 
     /// The task's rails log shows db:migrate and none of the first-deploy steps.
+    /// The deploy's own log checks ran, one per roll, in these entrypoint modes.
+    pub(super) fn expect_log_checks(&self, run: &Run, modes: &[&str]) -> Result<()> {
+        let checks = run.result().map(|r| r.log_checks.clone()).unwrap_or_default();
+        let seen: Vec<&str> = checks.iter().map(|c| c.mode.as_str()).collect();
+        ensure!(seen == modes, "the deploy's log checks ran in modes {seen:?}, not {modes:?}");
+        for check in &checks {
+            let (ran, not_ran) = (check.ran.join(", "), check.not_ran.join(", "));
+            self.report.info(format!(
+                "log check ({} mode): {ran} ran{} ({} lines of {})",
+                check.mode,
+                if not_ran.is_empty() { String::new() } else { format!(", not {not_ran}") },
+                check.lines_read,
+                check.streams.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn expect_later_mode_log(&self, task_id: &str) -> Result<()> {
         let log = self.rails_log(task_id)?;
         ensure!(
@@ -361,10 +382,35 @@ impl Rehearsal<'_> {
     }
 
     /// The rails container's log of a sandbox task.
+    /// The task's rails log, through `cargo xtask logs` (CloudWatch Logs: moto's, where the
+    /// sandbox's tasks log), once it holds the entrypoint's last line (CloudWatch delivers
+    /// late; bounded).
     pub(super) fn rails_log(&self, task_id: &str) -> Result<String> {
-        let path = Layout::standard().task_logs().join(task_id).join("rails.log");
-        fs::read_to_string(&path)
-            .with_context(|| format!("cannot read the task's log {}", path.display()))
+        let args = ["logs", task_id, "--sandbox", "--container", "rails"];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let output = duct::cmd(&self.exe, args)
+                .dir(&self.scratch)
+                .env("CARGO_MANIFEST_DIR", self.scratch.join("xtask"))
+                .env("CARGO_TARGET_DIR", crate::project::target_dir())
+                .stdout_capture()
+                .stderr_capture()
+                .unchecked()
+                .run()
+                .with_context(|| format!("cannot run {}", self.exe.display()))?;
+            let log = String::from_utf8_lossy(&output.stdout).into_owned();
+            ensure!(
+                output.status.success(),
+                "`cargo xtask {}` exited with {:?}: {}",
+                args.join(" "),
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            if log.contains(LOG_END) || Instant::now() >= deadline {
+                return Ok(log);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 
     /// The public IP of the service's running task, as the sandbox recorded it on its ENI.

@@ -101,7 +101,11 @@ impl<'a> Rehearsal<'a> {
                 self.xtask(&["first-deploy", "--sandbox", "--expect-message", FIRST_MESSAGE])?;
             self.expect_success(&run, "first-deploy --sandbox")?;
             let created = run.result().map(|r| r.created.clone()).unwrap_or_default();
-            for what in ["cluster zenn-clone-cluster", "service zenn-clone-backend-service"] {
+            for what in [
+                "cluster zenn-clone-cluster",
+                "log group /ecs/zenn-clone-task-definition-backend",
+                "service zenn-clone-backend-service",
+            ] {
                 ensure!(
                     created.iter().any(|c| c.starts_with(what)),
                     "first-deploy did not create {what}: {created:?}"
@@ -109,6 +113,7 @@ impl<'a> Rehearsal<'a> {
             }
             // Revision 1 ran the first-mode image and seeded; revision 2 is the later-mode one.
             self.expect_status(&run, 2, 1)?;
+            self.expect_log_checks(&run, &["first", "later"])?;
             report.info(format!("first-deploy created {}; revisions 1 (first mode) and 2 (later mode), the service on 2", created.join("; ")));
             let ip = run.public_ip()?;
             self.expect_message(&ip, FIRST_MESSAGE)?;
@@ -167,6 +172,7 @@ impl<'a> Rehearsal<'a> {
                 "the new task answers at {ip}, the same address as the old one"
             );
             self.expect_message(&ip, CHAPTER_MESSAGE)?;
+            self.expect_log_checks(&run, &["later"])?;
             let log = self.rails_log(&run.task_id()?)?;
             ensure!(
                 log.contains("db:migrate"),

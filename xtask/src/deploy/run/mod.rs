@@ -215,6 +215,7 @@ impl Run<'_> {
                 self.check_service(*create_missing, *refuse_running, *warn_running)
             }
             Action::CreateCluster { cluster } => self.create_cluster(cluster),
+            Action::CreateLogGroups { file } => self.create_log_groups(file),
             Action::Register { file, mode } => self.register(file, *mode),
             Action::MarkVerified => self.mark_verified(),
             Action::CheckLogs { container, file, mode, steps, timeout } => {

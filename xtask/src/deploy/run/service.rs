@@ -10,7 +10,7 @@ use anyhow::{anyhow, Context, Result};
 
 use super::Run;
 use crate::aws::ecs::EcsApi;
-use crate::aws::logs::{LogStream, Logs};
+use crate::aws::logs::{LogStream, Logs, LogsApi};
 use crate::aws::{ec2, ecs_json, sts};
 use crate::deploy::drift;
 use crate::deploy::logcheck::{self, Expectation};
@@ -153,6 +153,37 @@ impl Run<'_> {
         self.cluster_missing = false;
         self.report.info(format!("created ECS cluster {cluster}"));
         self.created.push(format!("cluster {cluster}"));
+        Ok(())
+    }
+
+    /// Creates the awslogs groups of the task definition that are missing.
+    pub(super) fn create_log_groups(&mut self, file: &Path) -> Result<()> {
+        let path = crate::project::root().join(file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", file.display()))
+            .context(Failure::Input)?;
+        let definition: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", file.display()))
+            .context(Failure::Input)?;
+        let api = Logs::new(self.aws.logs.clone());
+        for group in render::log_groups(&definition) {
+            let hint = || {
+                format!("check that the credentials allow logs:DescribeLogGroups and logs:CreateLogGroup for {group}")
+            };
+            let exists = self.rt.block_on(api.log_group_exists(&group)).with_context(hint);
+            if exists.context(Failure::Preflight)? {
+                continue;
+            }
+            if self
+                .rt
+                .block_on(api.create_log_group(&group))
+                .with_context(hint)
+                .context(Failure::Preflight)?
+            {
+                self.report.info(format!("created CloudWatch Logs group {group}"));
+                self.created.push(format!("log group {group}"));
+            }
+        }
         Ok(())
     }
 
