@@ -39,7 +39,7 @@ pub struct Args {
     pub target: TargetFlags,
 }
 
-fn since_arg(text: &str) -> Result<Duration, String> {
+pub(super) fn since_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| e.to_string())
 }
 

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use xshell::Shell;
 
+use crate::deploy::target::TargetFlags;
 use crate::report::Reporter;
 use crate::sandbox::{self, Layout, UpOptions};
 
@@ -25,7 +26,7 @@ enum SandboxCommand {
     Status,
     /// Clear the AWS state (moto, registry, task containers, database) and create the resources again
     Reset(UpArgs),
-    /// Show the logs of a task's containers (default: the task that logged last)
+    /// Show the logs of a task's containers (default: the service's newest task): `logs --sandbox`
     Logs(LogsArgs),
     /// The sandbox's long-running process (started by `up`)
     #[command(hide = true)]
@@ -55,12 +56,15 @@ impl UpArgs {
 
 #[derive(Debug, clap::Args)]
 struct LogsArgs {
-    /// The task's id, or the start of it
+    /// The task's id (or the start of it, or its ARN) [default: the service's newest task]
     task: Option<String>,
-    /// Only this container's log (`rails`, `nginx`), as `--log-stream-names ecs/<container>/<task>`
+    /// Only this container's log (`rails`, `nginx`)
     #[arg(long, short, value_name = "NAME")]
     container: Option<String>,
-    /// Keep printing what the containers log (until Ctrl-C)
+    /// Only what was logged in the last DURATION (`10m`, `1h`) [default: from the start]
+    #[arg(long, value_name = "DURATION", value_parser = super::logs::since_arg)]
+    since: Option<std::time::Duration>,
+    /// Keep printing what the containers log, until Ctrl-C
     #[arg(long, short)]
     follow: bool,
 }
@@ -88,7 +92,7 @@ impl Args {
             SandboxCommand::Down => sandbox::down(sh, report, &layout),
             SandboxCommand::Status => sandbox::status(report, &layout),
             SandboxCommand::Reset(args) => sandbox::reset(sh, report, &layout, args.options()),
-            SandboxCommand::Logs(args) => logs(&layout, args),
+            SandboxCommand::Logs(args) => logs(args, report),
             SandboxCommand::Serve(args) => sandbox::serve_process(sandbox::ServeArgs {
                 dir: args.dir,
                 port: args.port,
@@ -99,25 +103,10 @@ impl Args {
     }
 }
 
-/// `cargo xtask sandbox logs [TASK] [--follow]`.
-fn logs(layout: &Layout, args: LogsArgs) -> Result<()> {
-    let dir = layout.task_logs();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let container = args.container.as_deref();
-    let shown = sandbox::fargate::logs::logs(&dir, args.task.as_deref(), container, &mut out)
-        .and_then(|task| match args.follow {
-            true => sandbox::fargate::logs::tail(&dir, &task, container, &mut out, &|| true),
-            false => Ok(()),
-        });
-    match shown {
-        // The reader went away (`… | head`): nothing more to show.
-        Err(e)
-            if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
-                == Some(std::io::ErrorKind::BrokenPipe) =>
-        {
-            Ok(())
-        }
-        other => other,
-    }
+/// `cargo xtask sandbox logs …`: `cargo xtask logs --sandbox …` (the tasks log to moto's
+/// CloudWatch Logs).
+fn logs(args: LogsArgs, report: &Reporter) -> Result<()> {
+    let LogsArgs { task, container, since, follow } = args;
+    let target = TargetFlags { sandbox: true, ..TargetFlags::default() };
+    super::logs::Args { task, container, since, follow, target }.run(report)
 }

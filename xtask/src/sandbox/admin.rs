@@ -201,32 +201,46 @@ impl Admin {
         Admin { base: format!("{endpoint}/_sandbox"), endpoint, agent }
     }
 
-    /// DescribeTaskDefinition through moto's own ECS API, as the SDK sends it (moto routes by
-    /// the Authorization header's credential scope and checks no signature): the response text,
+    /// DescribeTaskDefinition through moto's own ECS API: the response text,
     /// `{"taskDefinition": {...}}`.
     pub fn describe_task_definition(&self, region: &str, task_definition: &str) -> Result<String> {
+        let body = json!({ "taskDefinition": task_definition });
+        let operation = "AmazonEC2ContainerServiceV20141113.DescribeTaskDefinition";
+        match self.aws_json(region, "ecs", operation, &body)? {
+            (status, text) if status >= 300 => Err(anyhow!(
+                "DescribeTaskDefinition {task_definition} answered {status}: {}",
+                text.trim()
+            )),
+            (_, text) => Ok(text),
+        }
+    }
+
+    /// An awsJson1.1 call to moto's API of `service` in `region`, as the SDK sends it (moto
+    /// routes by the Authorization header's credential scope and checks no signature): the
+    /// status code and the response text (an AWS error is a status >= 300, not an `Err`).
+    pub fn aws_json(
+        &self,
+        region: &str,
+        service: &str,
+        target: &str,
+        body: &Value,
+    ) -> Result<(u16, String)> {
         let scope = format!(
-            "AWS4-HMAC-SHA256 Credential=sandbox/20250101/{region}/ecs/aws4_request, SignedHeaders=host, Signature=0"
+            "AWS4-HMAC-SHA256 Credential=sandbox/20250101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0"
         );
         let mut answer = self
             .agent
             .post(&format!("{}/", self.endpoint))
-            .header("X-Amz-Target", "AmazonEC2ContainerServiceV20141113.DescribeTaskDefinition")
+            .header("X-Amz-Target", target)
             .header("Content-Type", "application/x-amz-json-1.1")
             .header("Authorization", &scope)
-            .send(json!({ "taskDefinition": task_definition }).to_string())
+            .send(body.to_string())
             .with_context(|| {
                 format!("the sandbox's moto does not answer {}: is the sandbox up?", self.endpoint)
             })?;
         let status = answer.status().as_u16();
         let text = answer.body_mut().read_to_string()?;
-        if status >= 300 {
-            return Err(anyhow!(
-                "DescribeTaskDefinition {task_definition} answered {status}: {}",
-                text.trim()
-            ));
-        }
-        Ok(text)
+        Ok((status, text))
     }
 
     /// Every task of the cluster, stopped ones included.

@@ -15,9 +15,9 @@
 //! (`stop`) or when it stops the task itself. No AWS call here: the scheduler
 //! records the observations in moto.
 
+pub mod awslogs;
 pub mod definition;
 pub mod image;
-pub mod logs;
 pub mod observe;
 pub mod plan;
 
@@ -299,6 +299,13 @@ fn launch(settings: &Settings, plan: &TaskPlan, cancel: &AtomicBool) -> Result<(
         };
         pulled.push((c, image));
     }
+    // The log driver's group and stream, before any container is created.
+    for c in &plan.containers {
+        settings
+            .awslogs
+            .prepare(&c.def, &plan.task_id)
+            .map_err(|e| LaunchFailure::of(e, [c.name()]))?;
+    }
     for (c, image) in &pulled {
         cancelled(cancel)?;
         let cannot_create =
@@ -323,9 +330,9 @@ fn launch(settings: &Settings, plan: &TaskPlan, cancel: &AtomicBool) -> Result<(
                     docker::output(containers::start(&sh, &c.docker_name)).map_err(|e| {
                         LaunchFailure::of(format!("CannotStartContainerError: {e}"), [c.name()])
                     })?;
-                    logs::follow(&settings.logs_dir, &plan.task_id, c).map_err(|e| {
+                    settings.awslogs.ship(&c.def, &plan.task_id, &c.docker_name).map_err(|e| {
                         LaunchFailure::of(
-                            format!("ResourceInitializationError: could not keep the container's log: {e}"),
+                            format!("ResourceInitializationError: could not read the container's output: {e}"),
                             [c.name()],
                         )
                     })?;

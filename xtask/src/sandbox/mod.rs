@@ -2,13 +2,13 @@
 //!
 //! | AWS       | stand-in                                               | port (default) |
 //! | --------- | ------------------------------------------------------ | -------------- |
-//! | ECS, ECR, EC2 APIs | moto, through `moto_sandbox.py` (+ admin API) | 5010 |
+//! | ECS, ECR, EC2, CloudWatch Logs APIs | moto, through `moto_sandbox.py` (+ admin API) | 5010 |
 //! | ECR's registry     | Debian's `docker-registry`                    | 5011 |
 //! | push mirroring, ECS's scheduler, Fargate | `cargo xtask sandbox serve` (`serve`, `scheduler`, `fargate`) | 5012 |
 //! | RDS | MariaDB in a container on the sandbox's Docker network (`database`) | - |
 //!
-//! Everything lives in `target/sandbox/`: `state.json` (ports, pids), `logs/` (the tasks' in
-//! `logs/tasks/`), `registry/`, `mariadb/`, `secrets.json`, `addresses.json`, `venv/`. A port
+//! Everything lives in `target/sandbox/`: `state.json` (ports, pids), `logs/` (the components'; the
+//! tasks' go to moto's CloudWatch Logs, see `fargate::awslogs`), `registry/`, `mariadb/`, `secrets.json`, `addresses.json`, `venv/`. A port
 //! already taken is replaced by a free one, recorded in the state file.
 //!
 //! `up` (and `reset`) is in `up.rs`, the three processes in `components.rs`, `down` and
@@ -38,6 +38,7 @@ mod roll_itest;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -213,7 +214,8 @@ pub fn task_settings(layout: &Layout, secrets: fargate::plan::Secrets) -> fargat
         health_time_scale: 10,
         start_timeout: Duration::from_secs(300),
         stop_grace: Duration::from_secs(5),
-        logs_dir: layout.task_logs(),
+        // `serve_process` gives the tasks moto's CloudWatch Logs.
+        awslogs: fargate::awslogs::Awslogs::nowhere(REGION),
     }
 }
 
@@ -260,7 +262,10 @@ pub fn serve_process(args: ServeArgs) -> Result<()> {
     let target = own_target(&overlay)?;
     let aws = crate::aws::runtime()?.block_on(Aws::connect(&target));
     let secrets = database::SandboxSecrets::load(&layout)?;
-    let settings = task_settings(&layout, secrets.for_tasks(&database::container_name(&layout)));
+    let mut settings =
+        task_settings(&layout, secrets.for_tasks(&database::container_name(&layout)));
+    let logs = Arc::new(admin::Admin::new(&overlay.endpoint_url));
+    settings.awslogs = fargate::awslogs::Awslogs::to(logs, &target.region);
     scheduler::driver::Driver::new(
         admin::Admin::new(&overlay.endpoint_url),
         &target.region,

@@ -175,7 +175,9 @@ impl RollSandbox {
 
         // `up` makes the network before the scheduler runs: tasks starting at once would race
         // to create it, and Docker may then hold several networks of that name.
-        let settings = super::task_settings(&base.layout, Secrets::default());
+        let mut settings = super::task_settings(&base.layout, Secrets::default());
+        let logs = std::sync::Arc::new(base.admin());
+        settings.awslogs = super::fargate::awslogs::Awslogs::to(logs, &base.target.region);
         let owner = (LABEL_SANDBOX, settings.owner.as_str());
         containers::network_create(&sh, owner, &settings.network)
             .quiet()

@@ -55,10 +55,6 @@ impl Layout {
     pub fn database(&self) -> PathBuf {
         self.dir.join("mariadb")
     }
-    /// `<task id>/<container>.log`: the awslogs stand-in.
-    pub fn task_logs(&self) -> PathBuf {
-        self.logs().join("tasks")
-    }
     /// The next loopback address the scheduler gives a task.
     pub fn addresses(&self) -> PathBuf {
         self.dir.join("addresses.json")

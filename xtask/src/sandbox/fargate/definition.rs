@@ -161,6 +161,8 @@ pub struct HealthCheck {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogConfiguration {
+    #[serde(default)]
+    pub log_driver: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub options: BTreeMap<String, String>,
 }

@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_smithy_types::date_time::{DateTime, Format};
@@ -17,6 +18,8 @@ use xshell::{cmd, Shell};
 
 use crate::docker::{containers, Docker};
 
+use super::awslogs::memory::Memory;
+use super::awslogs::Awslogs;
 use super::definition::TaskDefinition;
 use super::image::{ensure_pause_image, import_busybox};
 use super::observe::{Health, Status, StopCode, TaskObservation, TaskStop};
@@ -37,6 +40,8 @@ struct TestSandbox {
     /// Its digest, as the push left it.
     digest: String,
     address: Ipv4Addr,
+    /// What the tasks logged through awslogs.
+    logs: Arc<Memory>,
     fargate: Fargate,
 }
 
@@ -53,6 +58,7 @@ impl TestSandbox {
         let (registry, registry_addr) = start_registry(&dir);
         let image = format!("{registry_addr}/busybox");
         let pause_image = format!("{name}/pause:busybox");
+        let logs = Arc::new(Memory::default());
         let settings = Settings {
             sandbox: name.clone(),
             owner: name.clone(),
@@ -62,7 +68,7 @@ impl TestSandbox {
             health_time_scale: 30,
             start_timeout: Duration::from_secs(30),
             stop_grace: Duration::from_secs(1),
-            logs_dir: dir.join("logs"),
+            awslogs: Awslogs::to(logs.clone(), "ap-northeast-1"),
         };
         let mut sandbox = TestSandbox {
             name,
@@ -72,6 +78,7 @@ impl TestSandbox {
             image,
             digest: String::new(),
             address,
+            logs,
             fargate: Fargate::new(settings),
         };
         sandbox.digest = sandbox.push_test_image(&pause_image);
@@ -254,7 +261,7 @@ fn a_web_container_waits_for_its_app_to_be_healthy_then_serves_on_the_task_addre
          "environment": [{"name": "GREETING", "value": "hello from app"}],
          "secrets": [{"name": "APP_SECRET", "valueFrom": "arn:aws:ssm:ap-northeast-1:123456789012:parameter/app"}],
          "healthCheck": {"command": ["CMD-SHELL", "test -s /srv/index.html"], "interval": 30, "timeout": 5, "retries": 3},
-         "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-stream-prefix": "ecs"}}},
+         "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/live-test", "awslogs-create-group": "true", "awslogs-stream-prefix": "ecs"}}},
         {"name": "web", "image": "{image}", "essential": true,
          "command": ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 80 -h /srv & wait"],
          "portMappings": [{"containerPort": 80, "hostPort": 80, "protocol": "tcp"}],
@@ -300,21 +307,14 @@ fn a_web_container_waits_for_its_app_to_be_healthy_then_serves_on_the_task_addre
         "web started at {web_started}, before app's first passing check at {first_healthy}"
     );
 
-    let mut logs = Vec::new();
+    // The app's output reaches its awslogs stream, a line per event (within a batch's delay).
+    let stream = format!("ecs/app/{task}");
     let deadline = Instant::now() + DEADLINE;
-    loop {
-        logs.clear();
-        super::logs::logs(&sandbox.fargate.settings().logs_dir, Some(&task[..8]), None, &mut logs)
-            .unwrap();
-        if String::from_utf8_lossy(&logs).contains("app ready") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no `app ready` in {}", String::from_utf8_lossy(&logs));
+    while sandbox.logs.messages(&stream).is_empty() {
+        assert!(Instant::now() < deadline, "nothing logged to {stream}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        String::from_utf8_lossy(&logs).starts_with(&format!("==> ecs/app/{task} <==\napp ready\n"))
-    );
+    assert_eq!(sandbox.logs.messages(&stream), ["app ready"]);
 
     let stopped =
         sandbox.stop(&task, TaskStop::new(StopCode::UserInitiated, "Task stopped by the test"));

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use super::awslogs::Awslogs;
 use super::definition::{ContainerDefinition, HealthCheck, TaskDefinition};
 use crate::aws::ecr::Secret;
 use crate::docker::containers::{self, ContainerSpec, Network, Publish, VolumesFrom};
@@ -76,8 +76,8 @@ pub struct Settings {
     pub start_timeout: Duration,
     /// `docker stop --time`: how long a container has to exit after SIGTERM.
     pub stop_grace: Duration,
-    /// `<dir>/<task id>/<container>.log`: the awslogs stand-in.
-    pub logs_dir: PathBuf,
+    /// Where containers logging through awslogs send their output.
+    pub awslogs: Awslogs,
 }
 
 /// One task, ready to run: its pause container and its containers in creation order.

@@ -1,5 +1,4 @@
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
@@ -21,7 +20,7 @@ fn settings() -> Settings {
         health_time_scale: 10,
         start_timeout: Duration::from_secs(60),
         stop_grace: Duration::from_secs(5),
-        logs_dir: PathBuf::from("/tmp/logs"),
+        awslogs: crate::sandbox::fargate::awslogs::Awslogs::nowhere("ap-northeast-1"),
     }
 }
 

@@ -1,6 +1,5 @@
 use std::ffi::OsStr;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -42,7 +41,7 @@ fn settings() -> Settings {
         health_time_scale: 10,
         start_timeout: Duration::from_secs(300),
         stop_grace: Duration::from_secs(5),
-        logs_dir: PathBuf::from("/tmp/logs"),
+        awslogs: crate::sandbox::fargate::awslogs::Awslogs::nowhere("ap-northeast-1"),
     }
 }
 
