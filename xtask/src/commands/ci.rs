@@ -10,8 +10,15 @@ use crate::rspec;
 use crate::sandbox::images;
 use crate::setup::{self, Need};
 
+mod leftovers;
+
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Keep the rehearsal's sandbox running afterwards (and skip the check that the run left
+    /// no container or process behind)
+    #[arg(long)]
+    pub keep: bool,
+}
 
 impl Args {
     pub fn run(self, sh: &Shell, report: &Reporter) -> Result<()> {
@@ -23,6 +30,7 @@ impl Args {
             images::ensure(sh, report)?;
             phase.finish();
         }
+        let containers_before = leftovers::containers(sh)?;
         {
             let phase = report.phase("fmt");
             cmd!(sh, "cargo fmt --all -- --check")
@@ -56,7 +64,20 @@ impl Args {
         }
         {
             let phase = report.phase("rehearsal");
-            rehearse::Args { keep: false }.run(sh, report)?;
+            rehearse::Args { keep: self.keep }.run(sh, report)?;
+            phase.finish();
+        }
+        if !self.keep {
+            let phase = report.phase("nothing left behind");
+            let after = leftovers::containers(sh)?;
+            let processes = leftovers::processes_under(&crate::project::target_dir());
+            leftovers::check(&containers_before, &after, &processes)
+                .map_err(anyhow::Error::msg)
+                .context(Failure::Tests)?;
+            report.info(format!(
+                "no container and no process of the run is left ({} container(s) were there before it)",
+                containers_before.len()
+            ));
             phase.finish();
         }
         report.info("ci passed");

@@ -220,6 +220,12 @@ pub fn list<'a>(sh: &'a Shell, labels: &[(&str, &str)]) -> Cmd<'a> {
     cmd!(sh, "docker ps --all --quiet --no-trunc {filters...}")
 }
 
+/// Every container, running or not: `<id> <name>` per line.
+pub fn list_named(sh: &Shell) -> Cmd<'_> {
+    let format = "{{.ID}} {{.Names}}";
+    cmd!(sh, "docker ps --all --format {format}")
+}
+
 /// The short ids of the containers, running or not, that carry `label`.
 pub fn list_short<'a>(sh: &'a Shell, label: (&str, &str)) -> Cmd<'a> {
     let filters = label_filters(&[label]);

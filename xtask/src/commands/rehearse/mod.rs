@@ -25,7 +25,8 @@ const TASK_DEFINITION: &str = "rails/task-definition.json";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Keep the scratch copy of the repository (target/rehearsal/repo) afterwards
+    /// Keep the sandbox running and the scratch copy of the repository (target/rehearsal/repo)
+    /// afterwards [default: the sandbox goes down, the copy is removed after a green run]
     #[arg(long)]
     pub keep: bool,
 }
@@ -34,10 +35,15 @@ impl Args {
     pub fn run(self, sh: &Shell, report: &Reporter) -> Result<()> {
         let rehearsal = Rehearsal::prepare(sh, report)?;
         let result = rehearsal.run_all();
-        if !self.keep && result.is_ok() {
+        if self.keep {
+            return result;
+        }
+        // On a failure too: only the scratch copy stays then, to look at.
+        let down = rehearsal.xtask_ok(&["sandbox", "down"]);
+        if result.is_ok() {
             let _ = fs::remove_dir_all(&rehearsal.scratch);
         }
-        result
+        result.and(down.map(drop).context("the rehearsal's sandbox did not go down"))
     }
 }
 
