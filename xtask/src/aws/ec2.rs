@@ -288,4 +288,82 @@ mod tests {
             "Action=CreateTags&Tag.1.Value=zenn+sandbox%2F1"
         );
     }
+
+    mod retried {
+        use super::*;
+        use crate::aws::retry::scripted::{Reply, Server};
+
+        const THROTTLED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>d2a3d7b2-5a1c-4c2e-9a57-36e0e8e5d0b1</RequestID></Response>"#;
+        const UNAUTHORIZED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>7a62c49f-347e-4fc4-9331-6e8eEXAMPLE</RequestID></Response>"#;
+        const ENI: &str = "eni-0f7db099b9f3ae2c4";
+
+        fn described(server: &Server) -> usize {
+            server
+                .requests()
+                .iter()
+                .filter(|r| r.contains("Action=DescribeNetworkInterfaces"))
+                .filter(|r| r.to_lowercase().contains("x-amz-date:"))
+                .filter(|r| r.contains("AWS4-HMAC-SHA256 Credential="))
+                .count()
+        }
+
+        #[tokio::test]
+        async fn a_throttled_describe_is_retried_until_it_answers() {
+            let server =
+                Server::start(vec![Reply::Answer(503, THROTTLED), Reply::Answer(200, DESCRIBED)]);
+            let eni = network_interface(&server.aws().await, ENI).await.unwrap().unwrap();
+            assert_eq!(eni.public_ip.as_deref(), Some("54.250.12.34"));
+            assert_eq!(described(&server), 2, "one throttled attempt, one answered, each signed");
+        }
+
+        #[tokio::test]
+        async fn three_throttles_fail_naming_the_code_and_the_attempts() {
+            let server = Server::start(vec![
+                Reply::Answer(503, THROTTLED),
+                Reply::Answer(503, THROTTLED),
+                Reply::Answer(503, THROTTLED),
+                Reply::Answer(200, DESCRIBED),
+            ]);
+            let err = network_interface(&server.aws().await, ENI).await.unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains("RequestLimitExceeded"), "{text}");
+            assert!(text.contains("after 3 attempts"), "{text}");
+            assert!(text.contains("Request limit exceeded."), "{text}");
+            assert!(text.contains(ENI), "{text}");
+            assert_eq!(described(&server), 3);
+        }
+
+        #[tokio::test]
+        async fn an_unauthorized_call_is_not_retried() {
+            let server = Server::start(vec![
+                Reply::Answer(403, UNAUTHORIZED),
+                Reply::Answer(200, DESCRIBED),
+            ]);
+            let err = network_interface(&server.aws().await, ENI).await.unwrap_err();
+            let e = err.downcast_ref::<Ec2Error>().expect("EC2's own error");
+            assert_eq!(e.code, "UnauthorizedOperation");
+            assert_eq!(described(&server), 1);
+        }
+
+        #[tokio::test]
+        async fn a_connection_closed_without_an_answer_is_retried() {
+            let server = Server::start(vec![Reply::HangUp, Reply::Answer(200, DESCRIBED)]);
+            let eni = network_interface(&server.aws().await, ENI).await.unwrap().unwrap();
+            assert_eq!(eni.status, "in-use");
+            assert_eq!(described(&server), 2);
+        }
+
+        #[tokio::test]
+        async fn a_refused_connection_fails_after_three_attempts_naming_the_endpoint() {
+            let server = Server::start(Vec::new());
+            let aws = server.aws().await;
+            drop(server);
+            let err = network_interface(&aws, ENI).await.unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains("cannot reach http://127.0.0.1:"), "{text}");
+            assert!(text.contains("after 3 attempts"), "{text}");
+        }
+    }
 }

@@ -167,7 +167,8 @@ pub trait EcsApi {
         desired: DesiredStatus,
         next_token: Option<&str>,
     ) -> Result<TaskPage>;
-    /// At most [`DESCRIBE_TASKS_BATCH`] tasks; tasks ECS no longer knows are left out.
+    /// At most [`DESCRIBE_TASKS_BATCH`] tasks; the ones ECS answers MISSING (not visible yet,
+    /// or forgotten a while after they stopped) are left out, and the roll asks again.
     async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskSnapshot>>;
     async fn stop_task(&self, cluster: &str, arn: &str, reason: &str) -> Result<()>;
     /// UpdateService onto `update.task_definition`, or with forceNewDeployment when there is

@@ -11,6 +11,7 @@ pub mod ecr;
 pub mod ecs;
 pub mod ecs_json;
 pub mod logs;
+pub mod retry;
 pub mod sts;
 
 use anyhow::{anyhow, Context, Result};
@@ -20,6 +21,7 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::deploy::target::{Credentials, Target};
 use crate::failure::Failure;
+use retry::{GaveUp, RetryPolicy};
 
 /// Clients for one target, built once and shared (cloning a client is cheap).
 #[derive(Clone, Debug)]
@@ -29,6 +31,8 @@ pub struct Aws {
     pub ecs: aws_sdk_ecs::Client,
     #[allow(dead_code)] // read by the log check and the `logs` command, landing next
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// How [`Aws::send_signed`] retries (the SDK's clients retry on their own).
+    pub retry: RetryPolicy,
 }
 
 impl Aws {
@@ -40,7 +44,14 @@ impl Aws {
             ecs: aws_sdk_ecs::Client::new(&sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
             sdk,
+            retry: RetryPolicy::STANDARD,
         }
+    }
+
+    /// The same clients, `send_signed` retrying by `retry` (tests wait microseconds).
+    #[cfg(test)]
+    pub fn with_retry(self, retry: RetryPolicy) -> Aws {
+        Aws { retry, ..self }
     }
 
     /// Resolves credentials now, so a missing login fails before anything changes.
@@ -95,6 +106,8 @@ impl Aws {
 
     /// POSTs `request` to the service's endpoint, signed with the configured credentials;
     /// returns the status code and body (an AWS error is a status >= 400, not an `Err`).
+    /// Throttling, transient errors and connection failures are retried by `self.retry`, each
+    /// attempt signed anew; when they last, the error is a [`GaveUp`] naming the last answer.
     pub async fn send_signed(&self, request: SignedRequest<'_>) -> Result<(u16, String)> {
         let url = self.endpoint(request.service)?;
         let region = self.region()?;
@@ -103,17 +116,42 @@ impl Aws {
             .credentials_provider()
             .context("no AWS credentials provider is configured")
             .context(Failure::Preflight)?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .context("AWS credentials did not resolve")
-            .context(Failure::Preflight)?;
-        let headers = signed_headers(credentials, &region, &url, &request, SystemTime::now())?;
-        let body = request.body;
         let service = request.service.to_string();
-        tokio::task::spawn_blocking(move || post(&url, &headers, &body))
-            .await
-            .map_err(|e| anyhow!("the {service} request did not complete: {e}"))?
+        let mut failed = 0;
+        loop {
+            // The provider caches: this refreshes only credentials about to expire.
+            let credentials = provider
+                .provide_credentials()
+                .await
+                .context("AWS credentials did not resolve")
+                .context(Failure::Preflight)?;
+            let headers = signed_headers(credentials, &region, &url, &request, SystemTime::now())?;
+            let (to, body) = (url.clone(), request.body.clone());
+            let answer = tokio::task::spawn_blocking(move || post(&to, &headers, &body))
+                .await
+                .map_err(|e| anyhow!("the {service} request did not complete: {e}"))?;
+            let why = match &answer {
+                Ok((status, text)) => retry::classify_answer(*status, text),
+                Err(e) => retry::classify_transport(e),
+            };
+            let Some(why) = why else {
+                return answer.with_context(|| format!("cannot reach {url}"));
+            };
+            failed += 1;
+            if failed >= self.retry.max_attempts {
+                return Err(match answer {
+                    Ok((_, text)) => anyhow::Error::new(GaveUp {
+                        service,
+                        attempts: failed,
+                        why,
+                        message: retry::parse_error_body(&text).and_then(|e| e.message),
+                    }),
+                    Err(e) => anyhow::Error::new(e)
+                        .context(format!("cannot reach {url} after {failed} attempts")),
+                });
+            }
+            tokio::time::sleep(self.retry.backoff(failed, fastrand::f64())).await;
+        }
     }
 }
 
@@ -148,7 +186,11 @@ fn signed_headers(
     Ok(all)
 }
 
-fn post(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(u16, String)> {
+fn post(
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<(u16, String), ureq::Error> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(60)))
         .http_status_as_error(false)
@@ -158,14 +200,9 @@ fn post(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(u16, St
     for (name, value) in headers {
         request = request.header(name, value);
     }
-    let mut response = request.send(body).with_context(|| format!("cannot reach {url}"))?;
+    let mut response = request.send(body)?;
     let status = response.status().as_u16();
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_string()
-        .with_context(|| format!("cannot read the answer of {url}"))?;
+    let text = response.body_mut().with_config().limit(64 << 20).read_to_string()?;
     Ok((status, text))
 }
 

@@ -29,7 +29,14 @@ pub struct Watch {
     /// Events already shown.
     shown_events: HashSet<String>,
     logs: LogSource,
+    /// How long the deployment has been waited for without DescribeServices showing it;
+    /// `None` once it has shown.
+    unseen_for: Option<Duration>,
 }
+
+/// How long a deployment UpdateService just started may be missing from DescribeServices
+/// before the roll takes it as gone: ECS's results are eventually consistent.
+pub const DEPLOYMENT_GRACE: Duration = Duration::from_secs(30);
 
 /// One judgement of the observed state.
 #[derive(Debug, Clone)]
@@ -68,7 +75,9 @@ impl Watch {
         before: BTreeSet<String>,
     ) -> Watch {
         let old_events: HashSet<String> = service.events.iter().map(|e| e.id.clone()).collect();
+        let shown = service.deployments.iter().any(|d| d.id == deployment_id);
         Watch {
+            unseen_for: (!shown).then_some(Duration::ZERO),
             strategy,
             group: service_group(&service.name),
             deployment_id,
@@ -87,6 +96,15 @@ impl Watch {
 
     pub fn deployment_id(&self) -> &str {
         &self.deployment_id
+    }
+
+    /// Notes a DescribeServices answer `since_start` after the deployment started: from the
+    /// first answer that shows it, a missing deployment is gone, not pending.
+    pub fn note_service(&mut self, service: &ServiceSnapshot, since_start: Duration) {
+        if self.unseen_for.is_some() {
+            let shown = service.deployments.iter().any(|d| d.id == self.deployment_id);
+            self.unseen_for = (!shown).then_some(since_start);
+        }
     }
 
     /// Service events not shown yet, oldest first.
@@ -119,9 +137,27 @@ impl Watch {
         td: &TaskDefinitionSnapshot,
     ) -> RollVerdict {
         let recent = self.recent_events(service);
+        let tasks: Vec<&TaskSnapshot> =
+            tasks.into_iter().filter(|t| self.is_service_task(t)).collect();
         let Some(deployment) = service.deployments.iter().find(|d| d.id == self.deployment_id)
         else {
             let primary = primary(service).map_or("none".to_string(), |p| p.id.clone());
+            match self.unseen_for {
+                Some(unseen) if unseen < DEPLOYMENT_GRACE => {
+                    return RollVerdict::Waiting(self.unseen_progress(service, &tasks))
+                }
+                Some(_) => {
+                    return RollVerdict::Failed(format!(
+                        "deployment {} that the roll started has not shown in DescribeServices \
+                         within {}s (primary: {primary}): ECS may not have kept it, or another \
+                         deploy replaced it; check the service's deployments (`aws ecs \
+                         describe-services`) and run the deploy again{recent}",
+                        self.deployment_id,
+                        DEPLOYMENT_GRACE.as_secs()
+                    ))
+                }
+                None => {}
+            }
             return RollVerdict::Failed(format!(
                 "deployment {} is gone from the service (primary now: {primary}): \
                  ECS rolled it back or another deploy replaced it{recent}",
@@ -149,7 +185,7 @@ impl Watch {
 
         let mut new_tasks: Vec<&TaskSnapshot> = Vec::new();
         let mut old_left = Vec::new();
-        for task in tasks.into_iter().filter(|t| self.is_service_task(t)) {
+        for task in tasks {
             if self.is_new_task(task) {
                 new_tasks.push(task);
             } else if task.last_status != "STOPPED" {
@@ -221,6 +257,26 @@ impl Watch {
             RollVerdict::Done(progress)
         } else {
             RollVerdict::Waiting(progress)
+        }
+    }
+
+    /// Where a roll stands whose deployment DescribeServices does not show yet.
+    fn unseen_progress(&self, service: &ServiceSnapshot, tasks: &[&TaskSnapshot]) -> Progress {
+        Progress {
+            desired: service.desired,
+            running: service.running,
+            pending: service.pending,
+            deployment_id: self.deployment_id.clone(),
+            rollout_state: None,
+            failed_tasks: 0,
+            new_tasks: Vec::new(),
+            ready: Vec::new(),
+            old_left: tasks
+                .iter()
+                .filter(|t| !self.is_new_task(t) && t.last_status != "STOPPED")
+                .map(|t| t.id.clone())
+                .collect(),
+            waiting_for: format!("deployment {} to show in DescribeServices", self.deployment_id),
         }
     }
 

@@ -27,6 +27,12 @@ use crate::report::{human_duration, Reporter};
 pub const STOP_REASON: &str = "stopped by cargo xtask deploy to start the new image";
 /// Consecutive failed polls tolerated before the roll gives up (the SDK retries each call too).
 const MAX_POLL_ERRORS: u32 = 3;
+/// Polls in a row a listed or followed task may be answered MISSING by DescribeTasks (ECS is
+/// eventually consistent) before the roll takes it as gone.
+const MISSING_POLLS_TOLERATED: u32 = 10;
+/// How many times the roll asks again, before it acts, for tasks it listed that DescribeTasks
+/// answered MISSING: it must know every task that ran before (stop-tasks stops them).
+const START_DESCRIBE_RETRIES: u32 = 3;
 /// Even when nothing seems to change, list the service's tasks this often.
 const RELIST_EVERY: Duration = Duration::from_secs(15);
 /// The progress line's clock ticks in these steps, so piped output prints a line per step
@@ -174,8 +180,21 @@ async fn drive<A: EcsApi>(
     listed.extend(
         list_all_tasks(api, cluster, name, DesiredStatus::Stopped).await.context(Failure::Roll)?,
     );
-    tracker.record(describe_all_tasks(api, cluster, &listed).await.context(Failure::Roll)?);
-    let before: BTreeSet<String> = tracker.known.keys().cloned().collect();
+    let described =
+        describe_listed(api, cluster, &listed, req.poll).await.context(Failure::Roll)?;
+    tracker.record(described);
+    let undescribed: Vec<String> =
+        listed.iter().filter(|a| !tracker.is_described(a)).cloned().collect();
+    if !undescribed.is_empty() {
+        report.info(format!(
+            "{} listed task(s) still MISSING in DescribeTasks (ECS is eventually consistent): \
+             taken as old, asked for again while polling",
+            undescribed.len()
+        ));
+    }
+    tracker.missing.extend(undescribed.into_iter().map(|a| (a, 1)));
+    // A task listed but not described yet is an old one too.
+    let before: BTreeSet<String> = tracker.known.keys().chain(&listed).cloned().collect();
     let running_before: Vec<TaskSnapshot> =
         tracker.known.values().filter(|t| t.desired_status == "RUNNING").cloned().collect();
 
@@ -245,6 +264,7 @@ async fn drive<A: EcsApi>(
         }
     };
 
+    let acted_at = Instant::now();
     let mut watch =
         Watch::new(&service, req.strategy, deployment_id, req.expected_digests.clone(), before)
             .with_logs(req.logs.clone());
@@ -282,6 +302,14 @@ async fn drive<A: EcsApi>(
             }
             Ok(seen) => {
                 poll_errors = 0;
+                for arn in &seen.missing {
+                    report.info(format!(
+                        "task {}: DescribeTasks answered MISSING (ECS is eventually consistent): \
+                         asking again",
+                        arn.rsplit('/').next().unwrap_or(arn)
+                    ));
+                }
+                watch.note_service(&seen.service, acted_at.elapsed());
                 for event in watch.take_new_events(&seen.service) {
                     report.info(format!("ecs: {}", event.message));
                 }
@@ -359,6 +387,8 @@ struct Tracker {
     task_definitions: HashMap<String, TaskDefinitionSnapshot>,
     last_service: Option<ServiceSnapshot>,
     last_running_list: Option<Instant>,
+    /// Tasks listed or followed that DescribeTasks answered MISSING: polls in a row.
+    missing: BTreeMap<String, u32>,
 }
 
 /// One poll's result.
@@ -367,6 +397,8 @@ struct Seen {
     task_definition: TaskDefinitionSnapshot,
     /// The service or one of its tasks changed since the previous poll.
     changed: bool,
+    /// Tasks answered MISSING for the first time in this poll.
+    missing: Vec<String>,
 }
 
 impl Tracker {
@@ -378,7 +410,12 @@ impl Tracker {
             task_definitions: HashMap::new(),
             last_service: None,
             last_running_list: None,
+            missing: BTreeMap::new(),
         }
+    }
+
+    fn is_described(&self, arn: &str) -> bool {
+        self.known.contains_key(arn) || self.ignored.contains(arn)
     }
 
     /// Files described tasks; returns whether any of the service's changed.
@@ -421,10 +458,12 @@ impl Tracker {
         if plan.stopped {
             candidates.extend(list_all_tasks(api, cluster, name, DesiredStatus::Stopped).await?);
         }
-        // The service's tasks that have not stopped are followed whether listed or not.
+        // The service's tasks that have not stopped are followed whether listed or not, and
+        // tasks answered MISSING are asked for again.
         candidates.extend(
             self.known.values().filter(|t| t.last_status != "STOPPED").map(|t| t.arn.clone()),
         );
+        candidates.extend(self.missing.keys().cloned());
         let to_describe: Vec<String> = candidates
             .into_iter()
             .filter(|arn| !self.ignored.contains(arn))
@@ -433,9 +472,21 @@ impl Tracker {
         let described = describe_all_tasks(api, cluster, &to_describe).await?;
         let returned: HashSet<String> = described.iter().map(|t| t.arn.clone()).collect();
         let mut changed = self.record(described) || service_changed;
-        // ECS forgets tasks a while after they stop: a followed task it no longer returns is gone.
+        self.missing.retain(|arn, _| !returned.contains(arn));
+        // A task answered MISSING may not be visible yet (eventual consistency): it keeps its
+        // last state and is asked for again; ECS also forgets a task a while after it stops,
+        // so one still MISSING after MISSING_POLLS_TOLERATED polls is gone.
+        let mut newly_missing = Vec::new();
         for arn in to_describe.iter().filter(|a| !returned.contains(*a)) {
-            changed |= self.known.remove(arn).is_some();
+            let polls = self.missing.entry(arn.clone()).or_default();
+            *polls += 1;
+            if *polls == 1 {
+                newly_missing.push(arn.clone());
+            }
+            if *polls > MISSING_POLLS_TOLERATED {
+                self.missing.remove(arn);
+                changed |= self.known.remove(arn).is_some();
+            }
         }
         let td_arn = service
             .deployments
@@ -453,8 +504,31 @@ impl Tracker {
             }
         };
         self.last_service = Some(service.clone());
-        Ok(Seen { service, task_definition, changed })
+        Ok(Seen { service, task_definition, changed, missing: newly_missing })
     }
+}
+
+/// DescribeTasks of tasks just listed; the ones answered MISSING (ListTasks may show a task
+/// DescribeTasks does not know yet) are asked for again, a few times.
+async fn describe_listed(
+    api: &impl EcsApi,
+    cluster: &str,
+    arns: &[String],
+    poll: Schedule,
+) -> Result<Vec<TaskSnapshot>> {
+    let mut described = describe_all_tasks(api, cluster, arns).await?;
+    let mut backoff = Backoff::new(poll);
+    for _ in 0..START_DESCRIBE_RETRIES {
+        let returned: HashSet<&str> = described.iter().map(|t| t.arn.as_str()).collect();
+        let missing: Vec<String> =
+            arns.iter().filter(|a| !returned.contains(a.as_str())).cloned().collect();
+        if missing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(backoff.next_wait()).await;
+        described.extend(describe_all_tasks(api, cluster, &missing).await?);
+    }
+    Ok(described)
 }
 
 /// Which task lists one poll fetches.

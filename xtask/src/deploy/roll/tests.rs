@@ -1211,3 +1211,150 @@ fn with_several_tasks_a_stopped_one_is_replaced_until_the_breaker_threshold() {
         "{why}"
     );
 }
+
+/// The fake as an eventually consistent ECS answers: after the roll acts, the first
+/// `stale_services` DescribeServices show the service as it was before; DescribeTasks answers
+/// MISSING for the task `missing` the first `missing_times` times it is asked for.
+struct Lagging {
+    fake: Fake,
+    stale_services: Cell<u32>,
+    missing: &'static str,
+    missing_times: Cell<u32>,
+    /// MISSING answers given.
+    missed: Cell<u32>,
+}
+
+impl Lagging {
+    fn new(fake: Fake) -> Lagging {
+        Lagging {
+            fake,
+            stale_services: Cell::new(0),
+            missing: "",
+            missing_times: Cell::new(0),
+            missed: Cell::new(0),
+        }
+    }
+
+    fn stale_services(self, n: u32) -> Lagging {
+        self.stale_services.set(n);
+        self
+    }
+
+    fn missing(self, task_id: &'static str, times: u32) -> Lagging {
+        self.missing_times.set(times);
+        Lagging { missing: task_id, ..self }
+    }
+}
+
+impl EcsApi for Lagging {
+    async fn describe_service(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot> {
+        if self.fake.acted.get() && self.stale_services.get() > 0 {
+            self.stale_services.set(self.stale_services.get() - 1);
+            return Ok(service_snapshot(&self.fake.before.service));
+        }
+        self.fake.describe_service(cluster, service).await
+    }
+    async fn list_tasks_page(
+        &self,
+        cluster: &str,
+        service: &str,
+        desired: DesiredStatus,
+        next_token: Option<&str>,
+    ) -> Result<TaskPage> {
+        self.fake.list_tasks_page(cluster, service, desired, next_token).await
+    }
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskSnapshot>> {
+        let mut tasks = self.fake.describe_tasks(cluster, arns).await?;
+        if self.missing_times.get() > 0 && tasks.iter().any(|t| t.id == self.missing) {
+            self.missing_times.set(self.missing_times.get() - 1);
+            self.missed.set(self.missed.get() + 1);
+            tasks.retain(|t| t.id != self.missing);
+        }
+        Ok(tasks)
+    }
+    async fn stop_task(&self, cluster: &str, arn: &str, reason: &str) -> Result<()> {
+        self.fake.stop_task(cluster, arn, reason).await
+    }
+    async fn update_service(
+        &self,
+        cluster: &str,
+        service: &str,
+        update: &ServiceUpdate,
+    ) -> Result<ServiceSnapshot> {
+        self.fake.update_service(cluster, service, update).await
+    }
+    async fn describe_task_definition(&self, arn: &str) -> Result<TaskDefinitionSnapshot> {
+        self.fake.describe_task_definition(arn).await
+    }
+}
+
+async fn run_lagging(
+    api: &Lagging,
+    strategy: RollStrategy,
+    timeout: Duration,
+) -> (Result<RollOutcome>, Duration) {
+    let req = RollRequest {
+        cluster: CLUSTER.to_string(),
+        service: SERVICE.to_string(),
+        strategy,
+        expected_digests: digests(),
+        timeout,
+        poll: Schedule { seed: 7, ..poll_schedule() },
+        logs: LogSource::CloudWatch,
+        task_definition: None,
+        service_created: false,
+        desired_count: None,
+    };
+    let started = Instant::now();
+    let result = roll(api, &req, &Reporter::plain()).await;
+    (result, started.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_describe_services_does_not_show_yet_is_waited_for() {
+    for stale in [1, 2] {
+        let api = Lagging::new(clean_force()).stale_services(stale);
+        let (result, elapsed) =
+            run_lagging(&api, RollStrategy::ForceNewDeployment, TEN_MINUTES).await;
+        let outcome = result.expect("the roll completes once its deployment shows");
+        assert_eq!(api.stale_services.get(), 0, "every stale answer was given");
+        assert_eq!(outcome.deployment_id, NEW_DEP);
+        assert_eq!(outcome.tasks.len(), 1);
+        assert_within(elapsed, 60.0, "completion");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_that_never_shows_fails_the_roll_after_the_grace() {
+    let api = Lagging::new(clean_force()).stale_services(u32::MAX);
+    let (result, elapsed) = run_lagging(&api, RollStrategy::ForceNewDeployment, TEN_MINUTES).await;
+    let (code, text) = error_text(result);
+    assert_eq!(code, Failure::Roll.exit_code());
+    assert!(
+        text.contains(&format!("deployment {NEW_DEP} that the roll started has not shown")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("within 30s (primary: {OLD_DEP})")), "{text}");
+    assert_within(elapsed, DEPLOYMENT_GRACE.as_secs_f64(), "the end of the grace");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listed_task_missing_in_describe_tasks_is_asked_for_again() {
+    // stop-tasks: the running task DescribeTasks first answers MISSING is still stopped.
+    let api = Lagging::new(stop_tasks_script(RAILS_NEW)).missing("old1", 1);
+    let (result, elapsed) = run_lagging(&api, RollStrategy::StopTasks, TEN_MINUTES).await;
+    let outcome = result.expect("the roll completes");
+    assert_eq!(api.missed.get(), 1);
+    assert_eq!(api.fake.actions(), ["StopTask old1"]);
+    let ids: Vec<&str> = outcome.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["new1"]);
+    assert_within(elapsed, 45.0, "completion");
+
+    // force-new-deployment: the new task is MISSING for two polls after it is listed.
+    let api = Lagging::new(clean_force()).missing("new1", 2);
+    let (result, elapsed) = run_lagging(&api, RollStrategy::ForceNewDeployment, TEN_MINUTES).await;
+    let outcome = result.expect("the roll completes");
+    assert_eq!(api.missed.get(), 2);
+    assert_eq!(outcome.tasks.len(), 1);
+    assert_within(elapsed, 60.0, "completion");
+}
