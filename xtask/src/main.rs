@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use xshell::Shell;
 
+use crate::deploy::iam;
 use crate::entrypoint::Mode;
 use crate::failure::Failure;
 use crate::report::Reporter;
@@ -106,11 +107,11 @@ fn run(command: Command, report: &Reporter) -> anyhow::Result<()> {
         Command::Sandbox(args) => args.run(&sh, report),
         Command::FirstDeploy(args) => commands::deploy::run(&sh, report, args, Mode::First),
         Command::Deploy(args) => commands::deploy::run(&sh, report, args, Mode::Later),
-        Command::Render(args) => args.run(&sh, report),
-        Command::Diff(args) => args.run(&sh, report),
-        Command::Status(args) => args.run(&sh, report),
-        Command::Logs(args) => args.run(report),
-        Command::Rollback(args) => args.run(&sh, report),
+        Command::Render(args) => iam::explain(args.run(&sh, report), iam::Command::Render),
+        Command::Diff(args) => iam::explain(args.run(&sh, report), iam::Command::Diff),
+        Command::Status(args) => iam::explain(args.run(&sh, report), iam::Command::Status),
+        Command::Logs(args) => iam::explain(args.run(report), iam::Command::Logs),
+        Command::Rollback(args) => iam::explain(args.run(&sh, report), iam::Command::Rollback),
         Command::Rehearse(args) => args.run(&sh, report),
     }
 }

@@ -2,6 +2,7 @@
 //! the new task verified.
 
 pub mod drift;
+pub mod iam;
 pub mod inspect;
 pub mod logcheck;
 pub mod plan;

@@ -14,6 +14,7 @@ use crate::aws::ecr::{self, Repository};
 use crate::aws::ecs::{Ecs, TaskDefinitionSnapshot};
 use crate::aws::ecs_json::Revision;
 use crate::aws::Aws;
+use crate::deploy::iam;
 use crate::deploy::plan::{
     self, Action, Phase, Plan, PlanOptions, Step, GIT_TAG, REGISTRY, USERNAME,
 };
@@ -172,7 +173,7 @@ impl Run<'_> {
             }
             if let Err(e) = result {
                 phase = None;
-                failed.get_or_insert(e);
+                failed.get_or_insert(denied_hint(e, group));
             }
             i = end;
         }
@@ -529,6 +530,18 @@ fn failure_of(phase: Phase) -> Failure {
         Phase::Login | Phase::Push | Phase::CheckLatest => Failure::Push,
         Phase::Register | Phase::Roll => Failure::Roll,
         Phase::Verify => Failure::Verify,
+    }
+}
+
+/// An error AWS refused for its permissions names the IAM actions the steps need.
+fn denied_hint(err: anyhow::Error, steps: &[Step]) -> anyhow::Error {
+    if !iam::is_access_denied(&err) {
+        return err;
+    }
+    let actions: Vec<&Action> = steps.iter().map(|s| &s.action).collect();
+    match iam::denied_hint(&actions) {
+        Some(hint) => err.context(hint),
+        None => err,
     }
 }
 
