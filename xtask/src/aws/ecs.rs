@@ -114,6 +114,8 @@ impl HealthStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskDefinitionSnapshot {
     pub arn: String,
+    /// The task's memory in MiB (`"512"`), when the definition sets it (Fargate requires it).
+    pub memory: Option<String>,
     pub containers: Vec<ContainerDefinitionSnapshot>,
 }
 
@@ -123,6 +125,11 @@ pub struct ContainerDefinitionSnapshot {
     pub image: Option<String>,
     pub essential: bool,
     pub has_health_check: bool,
+    /// The health check's `command` (`["CMD-SHELL", "curl … || exit 1"]`), empty without one.
+    pub health_check_command: Vec<String>,
+    /// The container's memory limit and reservation in MiB.
+    pub memory: Option<i32>,
+    pub memory_reservation: Option<i32>,
     /// `awslogs-group` and `awslogs-stream-prefix`, when the container logs to CloudWatch.
     pub log_group: Option<String>,
     pub log_stream_prefix: Option<String>,
@@ -531,6 +538,7 @@ pub fn task_definition_snapshot(
 ) -> TaskDefinitionSnapshot {
     TaskDefinitionSnapshot {
         arn: def.task_definition_arn().unwrap_or(requested).to_string(),
+        memory: owned(def.memory()),
         containers: def
             .container_definitions()
             .iter()
@@ -547,6 +555,12 @@ pub fn task_definition_snapshot(
                     // ECS treats a container without `essential` as essential.
                     essential: c.essential().unwrap_or(true),
                     has_health_check: c.health_check().is_some(),
+                    health_check_command: c
+                        .health_check()
+                        .map(|h| h.command().to_vec())
+                        .unwrap_or_default(),
+                    memory: c.memory(),
+                    memory_reservation: c.memory_reservation(),
                     log_group: log_option("awslogs-group"),
                     log_stream_prefix: log_option("awslogs-stream-prefix"),
                 }

@@ -2,9 +2,6 @@
 //! (`<awslogs-group>`, stream `<awslogs-stream-prefix>/<container>/<task id>`), read the same
 //! way from AWS and from the sandbox (whose tasks send their output to moto's CloudWatch Logs).
 
-// Its callers land with the log check, the `logs` command and the failure evidence.
-#![allow(dead_code)]
-
 use std::time::SystemTime;
 
 use anyhow::{anyhow, Context, Result};
@@ -40,11 +37,6 @@ impl LogStream {
             group: group.clone(),
             stream: format!("{prefix}/{}/{task_id}", container.name),
         })
-    }
-
-    /// The AWS CLI command that shows the same.
-    pub fn cli_command(&self) -> String {
-        format!("aws logs tail {} --log-stream-names {}", self.group, self.stream)
     }
 }
 
@@ -346,10 +338,6 @@ mod tests {
         let stream = LogStream::of(&rails(Some("ecs")), "0123abcd").unwrap();
         assert_eq!(stream.group, "/ecs/zenn-clone-task-definition-backend");
         assert_eq!(stream.stream, "ecs/rails/0123abcd");
-        assert_eq!(
-            stream.cli_command(),
-            "aws logs tail /ecs/zenn-clone-task-definition-backend --log-stream-names ecs/rails/0123abcd"
-        );
         assert_eq!(LogStream::of(&rails(None), "0123abcd"), None);
     }
 

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, SystemTime};
 
+#[cfg(test)]
+pub mod canned;
 pub mod ec2;
 pub mod ecr;
 pub mod ecs;
@@ -29,7 +31,6 @@ pub struct Aws {
     pub sdk: SdkConfig,
     pub ecr: aws_sdk_ecr::Client,
     pub ecs: aws_sdk_ecs::Client,
-    #[allow(dead_code)] // read by the log check and the `logs` command, landing next
     pub logs: aws_sdk_cloudwatchlogs::Client,
     /// How [`Aws::send_signed`] retries (the SDK's clients retry on their own).
     pub retry: RetryPolicy,

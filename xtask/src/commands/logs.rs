@@ -309,6 +309,7 @@ mod tests {
         };
         TaskDefinitionSnapshot {
             arn: "td".into(),
+            memory: None,
             containers: vec![c("rails", true), c("nginx", true), c("sidecar", false)],
         }
     }

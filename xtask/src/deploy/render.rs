@@ -186,6 +186,12 @@ pub fn container_snapshot(definition: &Value, name: &str) -> Option<ContainerDef
         image: c["image"].as_str().map(String::from),
         essential: c["essential"].as_bool().unwrap_or(true),
         has_health_check: c["healthCheck"].is_object(),
+        health_check_command: c["healthCheck"]["command"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default(),
+        memory: c["memory"].as_i64().and_then(|m| i32::try_from(m).ok()),
+        memory_reservation: c["memoryReservation"].as_i64().and_then(|m| i32::try_from(m).ok()),
         log_group: log_option("awslogs-group"),
         log_stream_prefix: log_option("awslogs-stream-prefix"),
     })

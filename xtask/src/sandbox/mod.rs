@@ -114,7 +114,6 @@ pub fn overlay(moto_port: u16, registry_port: u16) -> Overlay {
         registry: format!("127.0.0.1:{registry_port}"),
         access_key_id: ACCESS_KEY_ID.to_string(),
         secret_access_key: SECRET_ACCESS_KEY.to_string(),
-        logs_command: Some("cargo xtask sandbox logs {task_id}".to_string()),
         subnets: Vec::new(),
         security_groups: Vec::new(),
     }

@@ -29,6 +29,7 @@ use crate::aws::ecs::{
     list_all_tasks, DesiredStatus, Ecs, EcsApi, HealthStatus, ServiceSnapshot, ServiceUpdate,
     TaskDefinitionSnapshot, TaskPage, TaskSnapshot,
 };
+use crate::aws::logs::Logs;
 use crate::aws::Aws;
 use crate::deploy::roll::{self, RollOutcome, RollRequest};
 use crate::deploy::target::{RollStrategy, Target};
@@ -282,8 +283,9 @@ impl RollSandbox {
         let mut req = RollRequest::for_target(&self.base.target, digests);
         req.strategy = strategy;
         req.timeout = DEADLINE;
+        let logs = Logs::new(self.aws.logs.clone());
         self.base
-            .block(roll::roll(api, &req, &self.report))
+            .block(roll::roll(api, &logs, &req, &self.report))
             .unwrap_or_else(|e| panic!("the {strategy} roll failed: {e:#}\n{}", self.state()))
     }
 }

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::time::Duration;
 
-use super::{LogSource, EVENTS_QUOTED};
+use super::evidence::{self, Cause};
+use super::EVENTS_QUOTED;
 use crate::aws::ecs::{
     DeploymentSnapshot, HealthStatus, ServiceEvent, ServiceSnapshot, TaskDefinitionSnapshot,
     TaskSnapshot,
@@ -28,10 +29,11 @@ pub struct Watch {
     old_events: HashSet<String>,
     /// Events already shown.
     shown_events: HashSet<String>,
-    logs: LogSource,
     /// How long the deployment has been waited for without DescribeServices showing it;
     /// `None` once it has shown.
     unseen_for: Option<Duration>,
+    /// The flags that select the target, for the commands a failure suggests (`--sandbox`).
+    cli_flags: Vec<String>,
 }
 
 /// How long a deployment UpdateService just started may be missing from DescribeServices
@@ -44,7 +46,36 @@ pub enum RollVerdict {
     Waiting(Progress),
     Done(Progress),
     /// A new task stopped, the deployment failed or was replaced, or a task runs the wrong image.
-    Failed(String),
+    Failed(RollFailure),
+}
+
+/// Why a roll failed, with the stopped task whose logs complete the evidence.
+#[derive(Debug, Clone)]
+pub struct RollFailure {
+    /// What failed, its cause and the next step, then the service events since the roll began.
+    pub explanation: String,
+    /// The new task that stopped, when one did.
+    pub stopped: Option<Box<Stopped>>,
+}
+
+/// A new task that stopped, with the definition it ran and why it stopped.
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    pub task: TaskSnapshot,
+    pub definition: TaskDefinitionSnapshot,
+    pub cause: Cause,
+}
+
+impl RollFailure {
+    fn plain(explanation: String) -> RollFailure {
+        RollFailure { explanation, stopped: None }
+    }
+}
+
+impl fmt::Display for RollFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.explanation)
+    }
 }
 
 /// Where the roll stands, for the progress line, the JSON events and the timeout summary.
@@ -85,13 +116,13 @@ impl Watch {
             before,
             shown_events: old_events.clone(),
             old_events,
-            logs: LogSource::CloudWatch,
+            cli_flags: Vec::new(),
         }
     }
 
-    /// Where the hint after a stopped task sends the user for its logs.
-    pub fn with_logs(self, logs: LogSource) -> Watch {
-        Watch { logs, ..self }
+    /// The target's flags, which the commands a failure suggests carry.
+    pub fn with_cli_flags(self, cli_flags: Vec<String>) -> Watch {
+        Watch { cli_flags, ..self }
     }
 
     pub fn deployment_id(&self) -> &str {
@@ -139,53 +170,9 @@ impl Watch {
         let recent = self.recent_events(service);
         let tasks: Vec<&TaskSnapshot> =
             tasks.into_iter().filter(|t| self.is_service_task(t)).collect();
-        let Some(deployment) = service.deployments.iter().find(|d| d.id == self.deployment_id)
-        else {
-            let primary = primary(service).map_or("none".to_string(), |p| p.id.clone());
-            match self.unseen_for {
-                Some(unseen) if unseen < DEPLOYMENT_GRACE => {
-                    return RollVerdict::Waiting(self.unseen_progress(service, &tasks))
-                }
-                Some(_) => {
-                    return RollVerdict::Failed(format!(
-                        "deployment {} that the roll started has not shown in DescribeServices \
-                         within {}s (primary: {primary}): ECS may not have kept it, or another \
-                         deploy replaced it; check the service's deployments (`aws ecs \
-                         describe-services`) and run the deploy again{recent}",
-                        self.deployment_id,
-                        DEPLOYMENT_GRACE.as_secs()
-                    ))
-                }
-                None => {}
-            }
-            return RollVerdict::Failed(format!(
-                "deployment {} is gone from the service (primary now: {primary}): \
-                 ECS rolled it back or another deploy replaced it{recent}",
-                self.deployment_id
-            ));
-        };
-        if deployment.rollout_state.as_deref() == Some("FAILED") {
-            return RollVerdict::Failed(format!(
-                "deployment {} failed: {}{}{recent}",
-                deployment.id,
-                deployment.rollout_state_reason.as_deref().unwrap_or("no reason given"),
-                failed_tasks_note(deployment),
-            ));
-        }
-        if deployment.status != "PRIMARY" {
-            let primary = primary(service).map_or("none".to_string(), |p| p.id.clone());
-            return RollVerdict::Failed(format!(
-                "deployment {} is no longer the primary (it is {}; primary now: {primary}): \
-                 ECS rolled it back or another deploy replaced it{}{recent}",
-                deployment.id,
-                deployment.status,
-                rollout_note(deployment),
-            ));
-        }
-
         let mut new_tasks: Vec<&TaskSnapshot> = Vec::new();
         let mut old_left = Vec::new();
-        for task in tasks {
+        for &task in &tasks {
             if self.is_new_task(task) {
                 new_tasks.push(task);
             } else if task.last_status != "STOPPED" {
@@ -194,6 +181,74 @@ impl Watch {
         }
         new_tasks.sort_by(|a, b| (a.created_at, &a.arn).cmp(&(b.created_at, &b.arn)));
 
+        let Some(deployment) = service.deployments.iter().find(|d| d.id == self.deployment_id)
+        else {
+            let primary = primary(service).map_or("none".to_string(), |p| p.id.clone());
+            match self.unseen_for {
+                Some(unseen) if unseen < DEPLOYMENT_GRACE => {
+                    return RollVerdict::Waiting(self.unseen_progress(service, &tasks))
+                }
+                Some(_) => {
+                    return self.deployment_failed(
+                        format!(
+                            "deployment {} that the roll started has not shown in \
+                             DescribeServices within {}s (primary: {primary}): ECS may not have \
+                             kept it, or another deploy replaced it; check the service's \
+                             deployments (`aws ecs describe-services`) and run the deploy again",
+                            self.deployment_id,
+                            DEPLOYMENT_GRACE.as_secs()
+                        ),
+                        None,
+                        &new_tasks,
+                        td,
+                        &recent,
+                    )
+                }
+                None => {}
+            }
+            return self.deployment_failed(
+                format!(
+                    "deployment {} is gone from the service (primary now: {primary}): \
+                     ECS rolled it back or another deploy replaced it",
+                    self.deployment_id
+                ),
+                None,
+                &new_tasks,
+                td,
+                &recent,
+            );
+        };
+        if deployment.rollout_state.as_deref() == Some("FAILED") {
+            return self.deployment_failed(
+                format!(
+                    "deployment {} failed: {}{}",
+                    deployment.id,
+                    deployment.rollout_state_reason.as_deref().unwrap_or("no reason given"),
+                    failed_tasks_note(deployment),
+                ),
+                evidence::deployment_cause(deployment),
+                &new_tasks,
+                td,
+                &recent,
+            );
+        }
+        if deployment.status != "PRIMARY" {
+            let primary = primary(service).map_or("none".to_string(), |p| p.id.clone());
+            return self.deployment_failed(
+                format!(
+                    "deployment {} is no longer the primary (it is {}; primary now: {primary}): \
+                     ECS rolled it back or another deploy replaced it{}",
+                    deployment.id,
+                    deployment.status,
+                    rollout_note(deployment),
+                ),
+                None,
+                &new_tasks,
+                td,
+                &recent,
+            );
+        }
+
         // One stopped task fails a one-task roll at once. With more tasks, ECS replaces a task
         // that stopped (tasks starting together can trip on each other: two db:migrate at once)
         // until its circuit breaker's threshold; the roll gives up there too.
@@ -201,21 +256,25 @@ impl Watch {
         let mut stopped = Vec::new();
         for task in &new_tasks {
             match self.task_failure(task, deployment, td) {
-                Some(TaskFailure::Stopped(why)) => stopped.push(why),
+                Some(TaskFailure::Stopped(why, task)) => stopped.push((why, task)),
                 Some(TaskFailure::Wrong(why)) => {
-                    return RollVerdict::Failed(format!("{why}{recent}"))
+                    return RollVerdict::Failed(RollFailure::plain(format!("{why}{recent}")))
                 }
                 None => {}
             }
         }
-        if let Some(first) = stopped.first() {
+        let count = stopped.len();
+        if let Some((first, task)) = stopped.into_iter().next() {
             let threshold = breaker_threshold(want_tasks);
-            if want_tasks <= 1 || stopped.len() >= threshold {
-                let more = match stopped.len() {
+            if want_tasks <= 1 || count >= threshold {
+                let more = match count {
                     1 => String::new(),
                     n => format!("\n({n} new tasks stopped, the limit of {threshold} for {want_tasks} tasks)"),
                 };
-                return RollVerdict::Failed(format!("{first}{more}{recent}"));
+                return RollVerdict::Failed(RollFailure {
+                    explanation: format!("{first}{more}{recent}"),
+                    stopped: Some(task),
+                });
             }
         }
 
@@ -295,19 +354,8 @@ impl Watch {
             .iter()
             .any(|c| c.exit_code.is_some() || c.last_status.as_deref() == Some("STOPPED"));
         if pull_failed || (stopping && (task.last_status == "STOPPED" || container_ended)) {
-            let hint = if pull_failed {
-                "\nnext: check that the image exists in ECR under the name the task definition \
-                 gives, and that the task execution role may pull it (ecr:GetAuthorizationToken, \
-                 ecr:BatchGetImage, ecr:GetDownloadUrlForLayer) through the task's network"
-                    .to_string()
-            } else {
-                log_hint(task, td, &self.logs)
-            };
-            return Some(TaskFailure::Stopped(format!(
-                "{}{}{hint}",
-                describe_stopped(task),
-                deployment_note(deployment)
-            )));
+            let (text, stopped) = self.stopped_evidence(task, td, &deployment_note(deployment));
+            return Some(TaskFailure::Stopped(text, Box::new(stopped)));
         }
         for c in &task.containers {
             let (Some(runs), Some(pushed)) = (&c.image_digest, self.expected_digests.get(&c.name))
@@ -337,6 +385,61 @@ impl Watch {
         None
     }
 
+    /// A stopped task's description, then the deployment's note, the cause and the next step.
+    fn stopped_evidence(
+        &self,
+        task: &TaskSnapshot,
+        td: &TaskDefinitionSnapshot,
+        deployment_note: &str,
+    ) -> (String, Stopped) {
+        let cause = evidence::classify(task, td);
+        let text = format!(
+            "{}{deployment_note}{}",
+            describe_stopped(task),
+            evidence::explain(&cause, task, td, &self.cli_flags)
+        );
+        (text, Stopped { task: task.clone(), definition: td.clone(), cause })
+    }
+
+    /// The deployment failed or was replaced: `headline`, its cause, and the evidence of the
+    /// last new task that stopped, if one did.
+    fn deployment_failed(
+        &self,
+        headline: String,
+        cause: Option<String>,
+        new_tasks: &[&TaskSnapshot],
+        td: &TaskDefinitionSnapshot,
+        recent: &str,
+    ) -> RollVerdict {
+        let last_stopped = new_tasks
+            .iter()
+            .filter(|t| t.desired_status == "STOPPED" && t.last_status == "STOPPED")
+            .max_by_key(|t| (t.stopped_at, t.created_at));
+        let mut text = headline;
+        if let Some(cause) = cause {
+            text.push_str(&format!("\ncause: {cause}"));
+        }
+        let stopped = match last_stopped {
+            Some(task) => {
+                let (evidence, stopped) = self.stopped_evidence(task, td, "");
+                text.push_str(&format!("\nthe last new task that stopped:\n{evidence}"));
+                Some(Box::new(stopped))
+            }
+            None => {
+                let logs: Vec<&str> = std::iter::once("cargo xtask logs")
+                    .chain(self.cli_flags.iter().map(String::as_str))
+                    .collect();
+                text.push_str(&format!(
+                    "\nnext: the service events below say why its tasks failed; `{}` shows the \
+                     newest task's log",
+                    logs.join(" ")
+                ));
+                None
+            }
+        };
+        RollVerdict::Failed(RollFailure { explanation: format!("{text}{recent}"), stopped })
+    }
+
     /// The service events since the roll began, for an explanation.
     fn recent_events(&self, service: &ServiceSnapshot) -> String {
         let recent: Vec<&ServiceEvent> = service
@@ -359,7 +462,7 @@ impl Watch {
 /// How a new task fails a roll.
 enum TaskFailure {
     /// It stopped (or could not start): ECS may replace it.
-    Stopped(String),
+    Stopped(String, Box<Stopped>),
     /// It runs what was not pushed: no replacement changes that.
     Wrong(String),
 }
@@ -522,36 +625,6 @@ pub(super) fn describe_stopped(task: &TaskSnapshot) -> String {
             c.name,
             c.health.as_str()
         ));
-    }
-    out
-}
-
-/// Where to read the log of the containers that exited, when they log to CloudWatch.
-pub(super) fn log_hint(
-    task: &TaskSnapshot,
-    td: &TaskDefinitionSnapshot,
-    logs: &LogSource,
-) -> String {
-    if let LogSource::Command(command) = logs {
-        return format!("\nnext: read its log: {}", command.replace("{task_id}", &task.id));
-    }
-    let exited: Vec<&str> = task
-        .containers
-        .iter()
-        .filter(|c| c.exit_code.is_some_and(|e| e != 0))
-        .map(|c| c.name.as_str())
-        .collect();
-    let mut out = String::new();
-    for def in td.containers.iter().filter(|d| exited.contains(&d.name.as_str())) {
-        if let (Some(group), Some(prefix)) = (&def.log_group, &def.log_stream_prefix) {
-            out.push_str(&format!(
-                "\nnext: read its log: aws logs tail {group} --log-stream-names {prefix}/{}/{}",
-                def.name, task.id
-            ));
-        }
-    }
-    if out.is_empty() {
-        out.push_str("\nnext: read the log of the container that exited");
     }
     out
 }

@@ -18,6 +18,7 @@ use crate::aws::ecs::{
     describe_all_tasks, list_all_tasks, Counting, DesiredStatus, EcsApi, ServiceSnapshot,
     ServiceUpdate, TaskDefinitionSnapshot, TaskSnapshot,
 };
+use crate::aws::logs::LogsApi;
 use crate::deploy::target::{RollStrategy, Target};
 use crate::failure::Failure;
 use crate::poll::{Backoff, Schedule};
@@ -51,23 +52,14 @@ pub struct RollRequest {
     pub expected_digests: BTreeMap<String, String>,
     pub timeout: Duration,
     pub poll: Schedule,
-    /// Where a stopped task's container logs are read.
-    pub logs: LogSource,
+    /// The flags that select the target, for the commands a failure suggests (`--sandbox`).
+    pub cli_flags: Vec<String>,
     /// The revision to roll onto (just registered); `None` rolls the current one again.
     pub task_definition: Option<String>,
     /// The service was just created onto its revision: its first deployment is watched.
     pub service_created: bool,
     /// The task count the service must run (deploy.toml's `service.desired_count`).
     pub desired_count: Option<i32>,
-}
-
-/// Where the containers' logs go, for the hint after a task stops.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogSource {
-    /// CloudWatch Logs, through the task definition's awslogs settings.
-    CloudWatch,
-    /// A command of the target's, `{task_id}` in it.
-    Command(String),
 }
 
 impl RollRequest {
@@ -83,10 +75,7 @@ impl RollRequest {
             task_definition: None,
             service_created: false,
             desired_count: Some(target.service_settings.desired_count),
-            logs: match &target.logs_command {
-                Some(command) => LogSource::Command(command.clone()),
-                None => LogSource::CloudWatch,
-            },
+            cli_flags: target.cli_flags.clone(),
         }
     }
 }
@@ -137,15 +126,22 @@ impl RollOutcome {
     }
 }
 
-/// Rolls the service and waits for the new tasks; errors carry `Failure::Roll` or `Failure::Timeout`.
-pub async fn roll(api: &impl EcsApi, req: &RollRequest, report: &Reporter) -> Result<RollOutcome> {
-    let outcome = drive(&Counting::new(api), req, report).await?;
+/// Rolls the service and waits for the new tasks; errors carry `Failure::Roll` or
+/// `Failure::Timeout`. When a new task stopped, its containers' logs are read through `logs`.
+pub async fn roll(
+    api: &impl EcsApi,
+    logs: &impl LogsApi,
+    req: &RollRequest,
+    report: &Reporter,
+) -> Result<RollOutcome> {
+    let outcome = drive(&Counting::new(api), logs, req, report).await?;
     report.emit(Event::RollDone(outcome.view()));
     Ok(outcome)
 }
 
 async fn drive<A: EcsApi>(
     api: &Counting<'_, A>,
+    logs: &impl LogsApi,
     req: &RollRequest,
     report: &Reporter,
 ) -> Result<RollOutcome> {
@@ -267,7 +263,7 @@ async fn drive<A: EcsApi>(
     let acted_at = Instant::now();
     let mut watch =
         Watch::new(&service, req.strategy, deployment_id, req.expected_digests.clone(), before)
-            .with_logs(req.logs.clone());
+            .with_cli_flags(req.cli_flags.clone());
     let mut poller = Backoff::new(req.poll);
     let mut polls = 0u32;
     let mut poll_errors = 0u32;
@@ -316,7 +312,18 @@ async fn drive<A: EcsApi>(
                 let service_tasks = tracker.known.values().filter(|t| watch.is_service_task(t));
                 let elapsed = started.elapsed();
                 match watch.judge(&seen.service, service_tasks, &seen.task_definition) {
-                    RollVerdict::Failed(why) => return Err(anyhow!(why).context(Failure::Roll)),
+                    RollVerdict::Failed(failure) => {
+                        let tails = match &failure.stopped {
+                            Some(stopped) => read_logs(logs, stopped).await,
+                            None => Vec::new(),
+                        };
+                        return Err(anyhow!(
+                            "{}{}",
+                            failure.explanation,
+                            evidence::render_logs(&tails)
+                        )
+                        .context(Failure::Roll));
+                    }
                     RollVerdict::Done(progress) => {
                         let tasks: Vec<TaskSnapshot> = progress
                             .new_tasks
@@ -375,6 +382,23 @@ async fn drive<A: EcsApi>(
         let wait = poller.next_wait().min(deadline - now);
         tokio::time::sleep(wait).await;
     }
+}
+
+/// The last lines of each container's log of a stopped task; a failed read is shown, not raised.
+async fn read_logs(logs: &impl LogsApi, stopped: &Stopped) -> Vec<(String, LogTail)> {
+    let mut tails = Vec::new();
+    for def in &stopped.definition.containers {
+        let tail = match evidence::stream_to_read(&stopped.cause, def, &stopped.task.id) {
+            Err(tail) => tail,
+            Ok(stream) => {
+                let read = logs.last_events(&stream, evidence::LOG_LINES).await;
+                let container = stopped.task.containers.iter().find(|c| c.name == def.name);
+                evidence::tail_of(stream, container, read)
+            }
+        };
+        tails.push((def.name.clone(), tail));
+    }
+    tails
 }
 
 /// What the driver has seen of the cluster's tasks across polls.
@@ -578,9 +602,11 @@ fn task_line(t: &TaskSnapshot) -> String {
     format!("task {} (eni {}) {}", t.id, t.eni_id.as_deref().unwrap_or("-"), containers.join(", "))
 }
 
+mod evidence;
 mod judge;
 
-use judge::{primary, task_view};
+use evidence::LogTail;
+use judge::{primary, task_view, Stopped};
 pub use judge::{service_group, Progress, RollVerdict, Watch};
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::aws::ecs::{
     service_snapshot, task_definition_snapshot, task_snapshot, TaskPage, DESCRIBE_TASKS_BATCH,
 };
 use crate::aws::ecs::{HealthStatus, ServiceUpdate};
+use crate::aws::logs::fake::FakeLogs;
 
 const CLUSTER: &str = "zenn-clone-cluster";
 const SERVICE: &str = "zenn-clone-backend-service";
@@ -340,6 +341,17 @@ async fn run(
     timeout: Duration,
     seed: u64,
 ) -> (Result<RollOutcome>, Duration) {
+    run_logged(fake, &FakeLogs::new(), strategy, timeout, seed).await
+}
+
+/// [`run`] with the containers' logs in `logs`.
+async fn run_logged(
+    fake: &Fake,
+    logs: &FakeLogs,
+    strategy: RollStrategy,
+    timeout: Duration,
+    seed: u64,
+) -> (Result<RollOutcome>, Duration) {
     let req = RollRequest {
         cluster: CLUSTER.to_string(),
         service: SERVICE.to_string(),
@@ -347,13 +359,13 @@ async fn run(
         expected_digests: digests(),
         timeout,
         poll: Schedule { seed, ..poll_schedule() },
-        logs: LogSource::CloudWatch,
+        cli_flags: Vec::new(),
         task_definition: None,
         service_created: false,
         desired_count: None,
     };
     let started = Instant::now();
-    let result = roll(fake, &req, &Reporter::plain()).await;
+    let result = roll(fake, logs, &req, &Reporter::plain()).await;
     (result, started.elapsed())
 }
 
@@ -647,11 +659,14 @@ async fn essential_container_exit_fails_fast_with_exit_code_and_log_hint() {
     assert!(text.contains("new task new1 is stopping (last status RUNNING, EssentialContainerExited): Essential container in task exited"), "{text}");
     assert!(text.contains("container rails: STOPPED, exit code 1"), "{text}");
     assert!(text.contains("deployment ecs-svc/2222222222222222222: 1 failed task(s)"), "{text}");
+    assert!(text.contains("next: `cargo xtask logs new1 --container rails`"), "{text}");
+    assert!(text.contains("has started 1 tasks: (task new1)"), "recent events quoted: {text}");
     assert!(
-        text.contains("aws logs tail /ecs/zenn-clone-task-definition-backend --log-stream-names ecs/rails/new1"),
+        text.contains(&format!(
+            "log of rails: no log: the container ran, yet ecs/rails/new1 in {LOG_GROUP} does not exist"
+        )),
         "{text}"
     );
-    assert!(text.contains("has started 1 tasks: (task new1)"), "recent events quoted: {text}");
     assert_within(elapsed, 40.0, "container exit");
 }
 
@@ -681,8 +696,104 @@ async fn image_pull_failure_fails_fast_with_the_pull_error() {
     );
     assert!(text.contains("zenn-clone-rails:latest: not found"), "{text}");
     assert!(text.contains("container rails: STOPPED, no exit code, reason: as above"), "{text}");
-    assert!(text.contains("ecr:BatchGetImage"), "{text}");
+    assert!(text.contains("aws ecr describe-images --repository-name zenn-clone-rails"), "{text}");
     assert_within(elapsed, 21.0, "pull failure");
+}
+
+/// The task of a DescribeTasks response file (`test_data/stopped/`), as the SDK parses it: a
+/// task of the new deployment (`startedBy` NEW_DEP, group of SERVICE, revision TD).
+async fn stopped_fixture(name: &str) -> sdk::Task {
+    let tasks = crate::aws::canned::described_tasks(&format!("stopped/{name}.json")).await;
+    let task = tasks.into_iter().next().expect("one task");
+    assert_eq!(task.started_by(), Some(NEW_DEP));
+    assert_eq!(task.task_definition_arn(), Some(TD));
+    task
+}
+
+const FIXTURE_TASK: &str = "0f6e4a1b2c3d4e5f60718293a4b5c6d7";
+const LOG_GROUP: &str = "/ecs/zenn-clone-task-definition-backend";
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_shows_the_cause_the_exit_code_the_last_log_lines_and_the_logs_command() {
+    let crashed = stopped_fixture("essential-container-exited").await;
+    let logs = FakeLogs::new();
+    let lines: Vec<String> = (1..=45).map(|i| format!("boot line {i}")).collect();
+    let mut lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    lines.push("ActiveRecord::RecordInvalid: Validation failed: Email has already been taken");
+    logs.push(LOG_GROUP, &format!("ecs/rails/{FIXTURE_TASK}"), &lines);
+    let fake = force_then(
+        40.0,
+        vec![at(40.0, in_progress(0, 0, 1, &[E0, E_START]), vec![old_task("old1"), crashed])],
+    );
+    let (result, elapsed) =
+        run_logged(&fake, &logs, RollStrategy::ForceNewDeployment, TEN_MINUTES, 7).await;
+    let (code, text) = error_text(result);
+    eprintln!("{text}");
+    assert_eq!(code, Failure::Roll.exit_code());
+    assert!(
+        text.contains(&format!(
+            "new task {FIXTURE_TASK} stopped (EssentialContainerExited): Essential container in task exited"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("container rails: STOPPED, exit code 1, health UNHEALTHY"), "{text}");
+    assert!(text.contains("cause: the app in container `rails` exited with code 1"), "{text}");
+    assert!(
+        text.contains(&format!("next: `cargo xtask logs {FIXTURE_TASK} --container rails`")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "log of rails (ecs/rails/{FIXTURE_TASK} in {LOG_GROUP}), last 40 line(s):"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "
+  | boot line 7
+"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains(
+            "boot line 6
+"
+        ),
+        "only the last 40 lines: {text}"
+    );
+    assert!(
+        text.ends_with(
+            "Email has already been taken
+log of nginx: no log: the container never started"
+        ),
+        "{text}"
+    );
+    assert_within(elapsed, 40.0, "crash");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pull_failure_says_no_container_started_and_suggests_no_log() {
+    let failed = stopped_fixture("pull-image-not-found").await;
+    let logs = FakeLogs::new();
+    let fake = force_then(
+        21.0,
+        vec![at(21.0, in_progress(0, 0, 1, &[E0, E_START]), vec![old_task("old1"), failed])],
+    );
+    let (result, _) =
+        run_logged(&fake, &logs, RollStrategy::ForceNewDeployment, TEN_MINUTES, 7).await;
+    let (code, text) = error_text(result);
+    assert_eq!(code, Failure::Roll.exit_code());
+    assert!(text.contains("(TaskFailedToStart): CannotPullContainerError"), "{text}");
+    assert!(
+        text.contains("cause: the image or tag the task definition names is not in ECR"),
+        "{text}"
+    );
+    assert!(text.contains("log of rails: no log: the container never started"), "{text}");
+    assert!(text.contains("log of nginx: no log: the container never started"), "{text}");
+    assert!(!text.contains("cargo xtask logs") && !text.contains("aws logs"), "{text}");
+    assert_eq!(*logs.calls.borrow(), 0, "no stream is read when no container ran");
 }
 
 #[tokio::test(start_paused = true)]
@@ -1135,16 +1246,6 @@ async fn figures_completion_latency_and_api_calls_of_a_clean_roll() {
 }
 
 #[test]
-fn sandbox_log_hint_names_the_sandbox_logs_command() {
-    let stopped = crate::aws::ecs::task_snapshot(&task("new1", NEW_DEP, "STOPPED", vec![]));
-    let td = TaskDefinitionSnapshot { arn: "td".to_string(), containers: vec![] };
-    assert_eq!(
-        log_hint(&stopped, &td, &LogSource::Command("cargo xtask sandbox logs {task_id}".into())),
-        "\nnext: read its log: cargo xtask sandbox logs new1"
-    );
-}
-
-#[test]
 fn with_several_tasks_a_stopped_one_is_replaced_until_the_breaker_threshold() {
     assert_eq!((breaker_threshold(1), breaker_threshold(3), breaker_threshold(10)), (3, 3, 5));
     assert_eq!(breaker_threshold(1000), 200);
@@ -1202,7 +1303,9 @@ fn with_several_tasks_a_stopped_one_is_replaced_until_the_breaker_threshold() {
         other => panic!("one stopped task of three must not fail the roll: {other:?}"),
     }
     let tasks = [exited("new1"), exited("new2"), exited("new3")];
-    let RollVerdict::Failed(why) = watch.judge(&now, tasks.iter(), &td) else {
+    let RollVerdict::Failed(RollFailure { explanation: why, .. }) =
+        watch.judge(&now, tasks.iter(), &td)
+    else {
         panic!("three stopped tasks of three fail the roll")
     };
     assert!(
@@ -1300,13 +1403,13 @@ async fn run_lagging(
         expected_digests: digests(),
         timeout,
         poll: Schedule { seed: 7, ..poll_schedule() },
-        logs: LogSource::CloudWatch,
+        cli_flags: Vec::new(),
         task_definition: None,
         service_created: false,
         desired_count: None,
     };
     let started = Instant::now();
-    let result = roll(api, &req, &Reporter::plain()).await;
+    let result = roll(api, &FakeLogs::new(), &req, &Reporter::plain()).await;
     (result, started.elapsed())
 }
 

@@ -355,7 +355,8 @@ impl Run<'_> {
         } else {
             request.task_definition = arn;
         }
-        let outcome = self.rt.block_on(roll::roll(&self.ecs, &request, self.report))?;
+        let logs = Logs::new(self.aws.logs.clone());
+        let outcome = self.rt.block_on(roll::roll(&self.ecs, &logs, &request, self.report))?;
         self.roll = Some(outcome);
         self.public_ips.clear();
         Ok(())

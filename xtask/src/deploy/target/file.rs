@@ -350,7 +350,6 @@ impl DeployFile {
             region,
             profile,
             credentials,
-            logs_command: overlay.and_then(|o| o.logs_command.clone()),
             endpoint_url,
             registry,
             cluster: raw.cluster.unwrap_or_else(|| "zenn-clone-cluster".to_string()),

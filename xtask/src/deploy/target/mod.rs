@@ -54,9 +54,6 @@ pub struct Target {
     pub verify: VerifyConfig,
     #[serde(with = "secs")]
     pub roll_timeout: Duration,
-    /// How to read a task's container logs, when not through CloudWatch: a command with
-    /// `{task_id}` in it.
-    pub logs_command: Option<String>,
 }
 
 /// The service `first-deploy` creates when it is missing (`[defaults.service]` and the
@@ -100,8 +97,6 @@ pub struct Overlay {
     pub registry: String,
     pub access_key_id: String,
     pub secret_access_key: String,
-    /// How to read a task's container logs (`{task_id}` in it).
-    pub logs_command: Option<String>,
     /// The subnets and security groups of its network, for a service it has none of.
     pub subnets: Vec<String>,
     pub security_groups: Vec<String>,
@@ -294,9 +289,6 @@ impl Target {
         );
         line("verify.timeout", format!("{}s", self.verify.timeout.as_secs()));
         line("timeouts.roll", format!("{}s", self.roll_timeout.as_secs()));
-        if let Some(logs) = &self.logs_command {
-            line("logs", logs.clone());
-        }
         out
     }
 }
@@ -401,7 +393,6 @@ build_args = { RUBY_IMAGE = "ruby:3.1.2-slim" }
             registry: "127.0.0.1:5011".into(),
             access_key_id: "sandbox".into(),
             secret_access_key: "sandbox-secret".into(),
-            logs_command: Some("cargo xtask sandbox logs {task_id}".into()),
             subnets: vec!["subnet-1".into()],
             security_groups: vec!["sg-1".into()],
         }
