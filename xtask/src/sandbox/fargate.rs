@@ -45,6 +45,8 @@ use plan::{ContainerPlan, Settings, TaskPlan, LABEL_SANDBOX, LABEL_TASK};
 
 /// How often a starting task looks at its containers' states.
 const POLL: Duration = Duration::from_millis(200);
+/// How long a stopping task waits for its containers' last lines to reach CloudWatch Logs.
+const SHIP_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs tasks in Docker. One per scheduler; its methods may be called from any thread.
 pub struct Fargate {
@@ -58,6 +60,8 @@ struct Launch {
     state: Arc<Mutex<LaunchState>>,
     cancel: Arc<AtomicBool>,
     thread: JoinHandle<()>,
+    /// The threads sending the containers' output to CloudWatch Logs.
+    shippers: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl Fargate {
@@ -86,13 +90,19 @@ impl Fargate {
         }
         let state = Arc::new(Mutex::new(LaunchState::InProgress));
         let cancel = Arc::new(AtomicBool::new(false));
+        let shippers = Arc::new(Mutex::new(Vec::new()));
         let thread = std::thread::Builder::new()
             .name(format!("task {}", plan.pause))
             .spawn({
-                let (settings, plan, state, cancel) =
-                    (self.settings.clone(), plan.clone(), state.clone(), cancel.clone());
+                let (settings, plan, state, cancel, shippers) = (
+                    self.settings.clone(),
+                    plan.clone(),
+                    state.clone(),
+                    cancel.clone(),
+                    shippers.clone(),
+                );
                 move || {
-                    let outcome = launch(&settings, &plan, &cancel);
+                    let outcome = launch(&settings, &plan, &cancel, &shippers);
                     *lock(&state) = match outcome {
                         Ok(()) => LaunchState::Started,
                         Err(failure) => LaunchState::Failed(failure),
@@ -101,7 +111,7 @@ impl Fargate {
             })
             .context("could not start a thread for the task")
             .context(Failure::Sandbox)?;
-        launches.insert(task_id.to_string(), Launch { plan, state, cancel, thread });
+        launches.insert(task_id.to_string(), Launch { plan, state, cancel, thread, shippers });
         Ok(())
     }
 
@@ -151,15 +161,16 @@ impl Fargate {
     /// observation's own `stop` when it has one). `None` when the task is unknown.
     pub fn stop_task(&self, task_id: &str, cause: TaskStop) -> Result<Option<TaskObservation>> {
         let launch = lock(&self.launches).remove(task_id);
-        let (plan, state) = match launch {
+        let (plan, state, shippers) = match launch {
             Some(launch) => {
                 launch.cancel.store(true, Ordering::SeqCst);
                 // The launcher checks `cancel` between steps; after it ends nothing new appears.
                 let _ = launch.thread.join();
                 let state = lock(&launch.state).clone();
-                (Some(launch.plan), state)
+                let shippers = std::mem::take(&mut *lock(&launch.shippers));
+                (Some(launch.plan), state, shippers)
             }
-            None => (None, LaunchState::Unknown),
+            None => (None, LaunchState::Unknown, Vec::new()),
         };
         let sh = Shell::new()?;
         let mut seen = self.inspect_task(&sh, task_id)?;
@@ -183,6 +194,13 @@ impl Fargate {
                     .map_err(|e| anyhow!("could not remove the containers of task {task_id}: {e}"))
                     .context(Failure::Sandbox)?;
             }
+        }
+        // As awslogs does, the containers' last lines reach CloudWatch Logs before the task is
+        // STOPPED: a roll that reads a stopped task's log finds them. Each shipper ends once
+        // `docker logs --follow` does (the container is gone), bounded all the same.
+        let deadline = Instant::now() + SHIP_WAIT;
+        while shippers.iter().any(|s| !s.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(POLL);
         }
         let left = self.inspect_task(&sh, task_id)?;
         if !left.is_empty() {
@@ -253,7 +271,12 @@ fn inspect(sh: &Shell, ids: &[String]) -> Result<Vec<Seen>> {
 
 /// Starts a task: secrets, network, pause container, pulls, creates, then starts each
 /// container once its dependencies are met. Ends when all have started or the start fails.
-fn launch(settings: &Settings, plan: &TaskPlan, cancel: &AtomicBool) -> Result<(), LaunchFailure> {
+fn launch(
+    settings: &Settings,
+    plan: &TaskPlan,
+    cancel: &AtomicBool,
+    shippers: &Mutex<Vec<JoinHandle<()>>>,
+) -> Result<(), LaunchFailure> {
     let sh = Shell::new()
         .map_err(|e| LaunchFailure::task(format!("ResourceInitializationError: {e}")))?;
     // ECS fetches secrets before it pulls: a missing one fails the task before anything runs.
@@ -330,12 +353,14 @@ fn launch(settings: &Settings, plan: &TaskPlan, cancel: &AtomicBool) -> Result<(
                     docker::output(containers::start(&sh, &c.docker_name)).map_err(|e| {
                         LaunchFailure::of(format!("CannotStartContainerError: {e}"), [c.name()])
                     })?;
-                    settings.awslogs.ship(&c.def, &plan.task_id, &c.docker_name).map_err(|e| {
-                        LaunchFailure::of(
-                            format!("ResourceInitializationError: could not read the container's output: {e}"),
-                            [c.name()],
-                        )
-                    })?;
+                    let shipper =
+                        settings.awslogs.ship(&c.def, &plan.task_id, &c.docker_name).map_err(|e| {
+                            LaunchFailure::of(
+                                format!("ResourceInitializationError: could not read the container's output: {e}"),
+                                [c.name()],
+                            )
+                        })?;
+                    lock(shippers).extend(shipper);
                 }
             }
         }

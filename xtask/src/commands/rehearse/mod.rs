@@ -22,6 +22,8 @@ const CONTROLLER: &str = "rails/app/controllers/api/v1/health_check_controller.r
 const SPEC: &str = "rails/spec/requests/api/v1/health_checks_spec.rb";
 const PRODUCTION_CONFIG: &str = "rails/config/environments/production.rb";
 const TASK_DEFINITION: &str = "rails/task-definition.json";
+/// The error the broken app raises at boot.
+const BROKEN: &str = "broken on purpose by cargo xtask rehearse";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -296,7 +298,7 @@ impl<'a> Rehearsal<'a> {
             self.replace(
                 PRODUCTION_CONFIG,
                 "Rails.application.configure do\n",
-                "Rails.application.configure do\n  raise \"broken on purpose by cargo xtask rehearse\"\n",
+                &format!("Rails.application.configure do\n  raise \"{BROKEN}\"\n"),
             )?;
             let run = self.xtask(&["deploy", "--sandbox", "--expect-message", CHAPTER_MESSAGE])?;
             let roll = i32::from(Failure::Roll.exit_code());
@@ -311,6 +313,14 @@ impl<'a> Rehearsal<'a> {
                 "the roll failure must give the task's stop reason: {}",
                 run.error()
             );
+            // The evidence: what the app said (from its CloudWatch stream), and where to read more.
+            for evidence in [BROKEN, "cargo xtask logs "] {
+                ensure!(
+                    run.error().contains(evidence),
+                    "the roll failure must show the stopped task's log and the logs command ({evidence:?}): {}",
+                    run.error()
+                );
+            }
             self.expect_message(&serving, CHAPTER_MESSAGE).context(
                 "the previous task must keep serving after a failed force-new-deployment",
             )?;

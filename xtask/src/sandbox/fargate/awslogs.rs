@@ -12,6 +12,7 @@
 use std::io::{self, BufRead, BufReader};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Result};
@@ -98,16 +99,17 @@ impl Awslogs {
     }
 
     /// Sends the output of the started container `docker_name` to its stream, from its start
-    /// until it stops or is removed (in threads of their own).
+    /// until it stops or is removed (in threads of their own); the sending thread, which ends
+    /// once the last line is sent.
     pub fn ship(
         &self,
         def: &ContainerDefinition,
         task_id: &str,
         docker_name: &str,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<JoinHandle<()>>> {
         let (Some(service), Some(to)) = (self.service.clone(), self.destination(def, task_id))
         else {
-            return Ok(());
+            return Ok(None);
         };
         let reader = Docker::default()
             .logs_follow(docker_name)
@@ -127,10 +129,10 @@ impl Awslogs {
                 line.clear();
             }
         })?;
-        std::thread::Builder::new()
+        let sender = std::thread::Builder::new()
             .name(format!("awslogs {docker_name}"))
             .spawn(move || send_lines(&*service, &to, &received))?;
-        Ok(())
+        Ok(Some(sender))
     }
 
     fn destination(&self, def: &ContainerDefinition, task_id: &str) -> Option<Destination> {
