@@ -42,6 +42,10 @@ pub struct Args {
     /// Do not run the RSpec suite first
     #[arg(long)]
     pub skip_tests: bool,
+    /// Do not start each built image once before the push (the smoke boot: deploy.toml's
+    /// `smoke` commands, such as the app's eager load without a database)
+    #[arg(long)]
+    pub skip_smoke: bool,
     /// Let `docker build` use its layer cache (the default, --no-cache, makes sure code
     /// changes reach the image)
     #[arg(long)]
@@ -59,6 +63,7 @@ impl Args {
     fn run(self, sh: &Shell, report: &Reporter, mode: Mode, target: &Target) -> Result<()> {
         let opts = PlanOptions {
             skip_tests: self.skip_tests,
+            skip_smoke: self.skip_smoke,
             cache: self.cache,
             force: self.force,
             git: is_git_checkout(sh),
@@ -77,6 +82,9 @@ impl Args {
         ));
         if self.skip_tests {
             report.warn("--skip-tests: the RSpec suite does not run before this deploy");
+        }
+        if self.skip_smoke {
+            report.warn("--skip-smoke: the built images are pushed without starting once here");
         }
         if self.dry_run {
             for (line, view) in plan.lines().into_iter().zip(plan.views()) {

@@ -41,6 +41,8 @@ pub fn image_id(container: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
     pub skip_tests: bool,
+    /// `--skip-smoke`: no smoke boot between the build and the push.
+    pub skip_smoke: bool,
     /// `--cache`: docker's layer cache allowed.
     pub cache: bool,
     /// `first-deploy --force`: go on although the service runs tasks.
@@ -58,6 +60,7 @@ impl PlanOptions {
     pub fn new(work: PathBuf) -> PlanOptions {
         PlanOptions {
             skip_tests: false,
+            skip_smoke: false,
             cache: false,
             force: false,
             git: true,
@@ -176,10 +179,13 @@ pub enum Action {
     },
     /// The RSpec suite against a test database; a failure stops the builds beside it.
     Tests,
+    /// `docker build`, then the smoke boot: each of the image's smoke commands on the image
+    /// just built (its ID from `iidfile`), before anything is pushed.
     Build {
-        image: Image,
+        image: Box<Image>,
         build: DockerCmd,
         iidfile: PathBuf,
+        smoke: Vec<DockerCmd>,
     },
     Push {
         container: String,
@@ -466,7 +472,17 @@ fn build(image: &Image, opts: &PlanOptions, cache_from: Option<&str>) -> Action 
         build_args: image.build_args.clone(),
         cache: opts.cache,
     };
-    Action::Build { image: image.clone(), build: opts.docker.build(&spec), iidfile }
+    let built = image_id(&image.container);
+    let smoke = match opts.skip_smoke {
+        true => Vec::new(),
+        false => image
+            .smoke
+            .iter()
+            .map(|command| opts.docker.smoke_run(&built, command, &image.smoke_env))
+            .collect(),
+    };
+    let image = Box::new(image.clone());
+    Action::Build { image, build: opts.docker.build(&spec), iidfile, smoke }
 }
 
 /// Where the build of `image` writes its image ID.
@@ -584,7 +600,14 @@ impl fmt::Display for Action {
             Action::Tests => f.write_str(
                 "tests: bundle exec rspec in rails/ (RAILS_ENV=test) against a throwaway MariaDB, or TEST_DATABASE_URL; a failure stops the builds and pushes nothing",
             ),
-            Action::Build { image, build, .. } => write!(f, "build [{}]: {build}", image.container),
+            Action::Build { image, build, smoke, .. } => {
+                write!(f, "build [{}]: {build}", image.container)?;
+                if !smoke.is_empty() {
+                    let runs: Vec<String> = smoke.iter().map(ToString::to_string).collect();
+                    write!(f, "; smoke boot (before any push; a failure exits 5): {}", runs.join("; "))?;
+                }
+                Ok(())
+            }
             Action::Push { container, steps, .. } => {
                 let steps: Vec<String> = steps.iter().map(ToString::to_string).collect();
                 write!(f, "push [{container}]: {}", steps.join("; "))

@@ -52,6 +52,28 @@ impl Docker {
         self.cmd(args)
     }
 
+    /// The smoke boot of one command: `docker run --rm --network none --entrypoint WORD
+    /// --env K=V... IMAGE ARGS...` (no network: nothing it does reaches a database or AWS;
+    /// the environment is throwaway values, shown as they are).
+    pub fn smoke_run(
+        &self,
+        image: &str,
+        command: &[String],
+        env: &BTreeMap<String, String>,
+    ) -> DockerCmd {
+        let mut args: Vec<OsString> =
+            ["run", "--rm", "--network", "none"].map(OsString::from).into();
+        if let Some(word) = command.first() {
+            args.extend(["--entrypoint".into(), word.into()]);
+        }
+        for (key, value) in env {
+            args.extend(["--env".into(), format!("{key}={value}").into()]);
+        }
+        args.push(image.into());
+        args.extend(command.iter().skip(1).map(OsString::from));
+        self.cmd(args)
+    }
+
     /// `docker login --username USER --password-stdin REGISTRY`: the password goes to stdin only.
     pub fn login(
         &self,

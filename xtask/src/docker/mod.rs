@@ -340,6 +340,13 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Run(DockerCmd),
+    /// `cmd` on the image an earlier step of the job built: `placeholder` in its arguments
+    /// becomes the ID that build wrote to `iidfile`.
+    OnBuilt {
+        iidfile: PathBuf,
+        placeholder: String,
+        cmd: DockerCmd,
+    },
     /// `reference` must still name the image `id` (checked right before its push).
     SameImage {
         reference: String,
@@ -364,6 +371,11 @@ impl Step {
     pub fn resolved(&self, fill: &dyn Fn(&str) -> String, config: Option<&Path>) -> Step {
         match self {
             Step::Run(cmd) => Step::Run(cmd.resolved(fill, config)),
+            Step::OnBuilt { iidfile, placeholder, cmd } => Step::OnBuilt {
+                iidfile: iidfile.clone(),
+                placeholder: placeholder.clone(),
+                cmd: cmd.resolved(fill, config),
+            },
             Step::SameImage { reference, id, inspect } => Step::SameImage {
                 reference: fill(reference),
                 id: fill(id),
@@ -376,7 +388,7 @@ impl Step {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::Run(cmd) => write!(f, "{cmd}"),
+            Step::Run(cmd) | Step::OnBuilt { cmd, .. } => write!(f, "{cmd}"),
             Step::SameImage { reference, id, inspect } => {
                 write!(f, "{inspect}  # must print {id}, or {reference} moved: stop")
             }
@@ -477,8 +489,25 @@ fn run_job(
         if stop.load(Ordering::SeqCst) {
             return end(JobStatus::Stopped, lines);
         }
+        let built;
         let cmd = match step {
             Step::Run(cmd) => cmd,
+            Step::OnBuilt { iidfile, placeholder, cmd } => {
+                match std::fs::read_to_string(dir.join(iidfile)) {
+                    Ok(id) => {
+                        let id = id.trim();
+                        built = cmd.resolved(&|a| a.replace(placeholder.as_str(), id), None);
+                        &built
+                    }
+                    Err(e) => {
+                        let reason = format!(
+                            "cannot read the built image's ID from {}: {e}",
+                            iidfile.display()
+                        );
+                        return end(JobStatus::Failed { command: cmd.to_string(), reason }, lines);
+                    }
+                }
+            }
             Step::SameImage { reference, id, inspect } => {
                 let seen = inspect.read_in(dir);
                 match seen {

@@ -332,3 +332,70 @@ fn output_is_stdout_or_the_daemons_own_message() {
         "{missing:?}"
     );
 }
+
+#[test]
+fn a_smoke_run_replaces_the_entrypoint_without_network_and_with_its_settings_only() {
+    let docker = Docker::default();
+    let command = ["bundle", "exec", "rails", "runner", "Rails.application.eager_load!"];
+    let command: Vec<String> = command.map(String::from).into();
+    let env = BTreeMap::from([("SECRET_KEY_BASE".to_string(), "throwaway".to_string())]);
+    assert_eq!(
+        docker.smoke_run("{image_id.rails}", &command, &env).to_string(),
+        "docker run --rm --network none --entrypoint bundle --env SECRET_KEY_BASE=throwaway \
+         '{image_id.rails}' exec rails runner 'Rails.application.eager_load!'"
+    );
+    let nginx = ["nginx".to_string(), "-t".to_string()];
+    assert_eq!(
+        docker.smoke_run("sha256:abc", &nginx, &BTreeMap::new()).to_string(),
+        "docker run --rm --network none --entrypoint nginx sha256:abc -t"
+    );
+}
+
+#[test]
+fn a_step_on_the_built_image_runs_it_by_the_id_its_build_wrote_and_stops_the_job_on_failure() {
+    // The stand-in "builds" by writing the ID file; `run` prints the image it was given and
+    // fails for the broken one, as an app that cannot boot would.
+    let (dir, docker) = fake_docker(
+        "fake-smoke",
+        "case \"$1\" in\n  build) echo sha256:b1d > \"$3\";;\n  run) echo \"booting $7\"; [ \"$7\" != sha256:bad ];;\n  push) echo pushed;;\nesac\n",
+    );
+    let iidfile = dir.join("rails.iid");
+    let placeholder = "{image_id.rails}";
+    let job = |id: &str| Job {
+        label: "rails".into(),
+        steps: vec![
+            Step::Run(DockerCmd::program(
+                docker_program(&dir),
+                ["build".into(), "--iidfile".into(), iidfile.clone().into_os_string()],
+            )),
+            Step::OnBuilt {
+                iidfile: iidfile.clone(),
+                placeholder: placeholder.into(),
+                cmd: docker.smoke_run(placeholder, &["rails".into()], &BTreeMap::new()),
+            },
+            Step::Run(DockerCmd::program(
+                "sh",
+                ["-c".to_string(), format!("echo {id} > {}", iidfile.display())],
+            )),
+        ],
+    };
+    let sh = Shell::new().unwrap();
+    let out = run_parallel(&sh, &Reporter::plain(), &[job("sha256:bad")]);
+    assert_eq!(out[0].status, JobStatus::Succeeded, "{:?}", out[0].lines);
+    assert_eq!(out[0].lines, ["booting sha256:b1d"]);
+
+    // A build whose image cannot boot: the smoke step fails, and the step after it never runs.
+    std::fs::write(dir.join("docker"), "#!/bin/sh\ncase \"$1\" in\n  build) echo sha256:bad > \"$3\";;\n  run) echo \"booting $7: SyntaxError\"; [ \"$7\" != sha256:bad ];;\nesac\n").unwrap();
+    let out = run_parallel(&sh, &Reporter::plain(), &[job("sha256:after")]);
+    let JobStatus::Failed { command, reason } = &out[0].status else {
+        panic!("{:?}", out[0].status)
+    };
+    assert!(command.contains("--entrypoint rails sha256:bad"), "{command}");
+    assert!(reason.contains("exit status: 1"), "{reason}");
+    assert_eq!(out[0].tail(1), "booting sha256:bad: SyntaxError");
+    assert_eq!(std::fs::read_to_string(&iidfile).unwrap().trim(), "sha256:bad");
+}
+
+fn docker_program(dir: &Path) -> PathBuf {
+    dir.join("docker")
+}

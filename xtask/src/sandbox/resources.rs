@@ -12,6 +12,7 @@ use aws_sdk_ecs::types::{
 use serde_json::Value;
 
 use crate::aws::ec2::{self, xml, xml::Element as _};
+use crate::aws::logs::LogsApi as _;
 use crate::aws::{Aws, SignedRequest};
 use crate::deploy::target::Target;
 use crate::failure::Failure;
@@ -100,6 +101,13 @@ pub async fn ensure(
         .with_context(|| format!("{} is invalid", task_definition.display()))
         .context(Failure::Input)?;
     ensure_cluster(aws, target, &mut created).await?;
+    // The book's console made the task definition's log group along with it.
+    let logs = crate::aws::logs::Logs::new(aws.logs.clone());
+    for group in crate::deploy::render::log_groups(&definition) {
+        if logs.create_log_group(&group).await.context("cannot create the log group")? {
+            created.push(format!("log group {group}"));
+        }
+    }
     let network = ensure_network(aws, values.region, &mut created).await?;
     let registered = register_task_definition(aws, &definition).await?;
     created.push(format!("task definition {registered}"));

@@ -458,6 +458,11 @@ impl Rehearsal<'_> {
         }
     }
 
+    /// Writes `text` to `file` of the scratch copy (a new file, left untracked).
+    pub(super) fn write(&self, file: &str, text: &str) -> Result<()> {
+        fs::write(self.scratch.join(file), text).with_context(|| format!("cannot write {file}"))
+    }
+
     pub(super) fn replace(&self, file: &str, from: &str, to: &str) -> Result<()> {
         let path = self.scratch.join(file);
         let text = fs::read_to_string(&path).with_context(|| format!("cannot read {file}"))?;

@@ -20,8 +20,9 @@ const FIRST_MESSAGE: &str = "Success Health Check!";
 const CHAPTER_MESSAGE: &str = "Success Health Check!!";
 const CONTROLLER: &str = "rails/app/controllers/api/v1/health_check_controller.rb";
 const SPEC: &str = "rails/spec/requests/api/v1/health_checks_spec.rb";
-const PRODUCTION_CONFIG: &str = "rails/config/environments/production.rb";
 const TASK_DEFINITION: &str = "rails/task-definition.json";
+const PUMA_CONFIG: &str = "rails/config/puma.rb";
+const BROKEN_MODEL: &str = "rails/app/models/broken_on_purpose.rb";
 /// The error the broken app raises at boot.
 const BROKEN: &str = "broken on purpose by cargo xtask rehearse";
 
@@ -291,14 +292,61 @@ impl<'a> Rehearsal<'a> {
             phase.finish();
         }
 
-        // 3. A change that breaks the app at boot: the roll fails, the old task keeps serving.
+        // 3. A syntax error in a model: the smoke boot (the app's eager load, before any push)
+        // catches it; nothing is pushed, the old task keeps serving.
         {
-            let phase = report.phase("rehearsal 3: a deploy that breaks the app");
+            let phase = report.phase("rehearsal 3: a syntax error the smoke boot catches");
+            let serving = self.current_address()?;
+            let before = self.latest_digests()?;
+            // A model no test loads (tests do not eager-load): only the production boot sees it.
+            self.write(
+                BROKEN_MODEL,
+                "class BrokenOnPurpose < ApplicationRecord\n  def broken(\nend\n",
+            )?;
+            let run = self.xtask(&["deploy", "--sandbox", "--expect-message", CHAPTER_MESSAGE])?;
+            let build = i32::from(Failure::Build.exit_code());
+            ensure!(
+                run.code == build,
+                "a model that does not parse must fail the smoke boot (exit {build}), got exit {}: {}",
+                run.code,
+                run.error()
+            );
+            for shown in ["syntax error", "broken_on_purpose.rb", "smoke boot"] {
+                ensure!(
+                    run.error().contains(shown),
+                    "the smoke boot's failure must show the app's error ({shown:?}): {}",
+                    run.error()
+                );
+            }
+            let started = run.started_phases();
+            ensure!(
+                !started.iter().any(|p| p == "push" || p == "roll"),
+                "a failed smoke boot must push and roll nothing; phases started: {started:?}"
+            );
+            ensure!(
+                self.latest_digests()? == before,
+                "`latest` moved in ECR although the smoke boot failed"
+            );
+            self.xtask_ok(&["entrypoint", "later", "--check"])?;
+            self.expect_message(&serving, CHAPTER_MESSAGE)?;
+            fs::remove_file(self.scratch.join(BROKEN_MODEL))?;
+            report.info(format!(
+                "exit {build} before any push ({}); `latest` in ECR unchanged; {serving} still serves {CHAPTER_MESSAGE:?}",
+                first_line(&run.error())
+            ));
+            phase.finish();
+        }
+
+        // 3b. A crash at boot the smoke boot cannot see (puma's own configuration, which
+        // `rails runner` does not read): the roll fails with the task's evidence, its log
+        // included; the old task keeps serving.
+        {
+            let phase = report.phase("rehearsal 3b: a deploy that breaks the app at boot");
             let serving = self.current_address()?;
             self.replace(
-                PRODUCTION_CONFIG,
-                "Rails.application.configure do\n",
-                &format!("Rails.application.configure do\n  raise \"{BROKEN}\"\n"),
+                PUMA_CONFIG,
+                "require \"fileutils\"\n",
+                &format!("require \"fileutils\"\nraise \"{BROKEN}\"\n"),
             )?;
             let run = self.xtask(&["deploy", "--sandbox", "--expect-message", CHAPTER_MESSAGE])?;
             let roll = i32::from(Failure::Roll.exit_code());
@@ -308,26 +356,22 @@ impl<'a> Rehearsal<'a> {
                 run.code,
                 run.error()
             );
-            ensure!(
-                run.error().contains("Essential container in task exited"),
-                "the roll failure must give the task's stop reason: {}",
-                run.error()
-            );
-            // The evidence: what the app said (from its CloudWatch stream), and where to read more.
-            for evidence in [BROKEN, "cargo xtask logs "] {
+            // The evidence: the stop reason, what the app said (from its CloudWatch stream),
+            // and where to read more.
+            for evidence in ["Essential container in task exited", BROKEN, "cargo xtask logs "] {
                 ensure!(
                     run.error().contains(evidence),
-                    "the roll failure must show the stopped task's log and the logs command ({evidence:?}): {}",
+                    "the roll failure must show the stopped task's reason, log and the logs command ({evidence:?}): {}",
                     run.error()
                 );
             }
             self.expect_message(&serving, CHAPTER_MESSAGE).context(
                 "the previous task must keep serving after a failed force-new-deployment",
             )?;
-            self.git(&["checkout", "--", PRODUCTION_CONFIG])?;
+            self.git(&["checkout", "--", PUMA_CONFIG])?;
             self.wait_for_steady_service()?;
             report.info(format!(
-                "roll failed with exit {roll} ({}); {serving} still serves {CHAPTER_MESSAGE:?}",
+                "roll failed with exit {roll} ({}); the error quotes the app's log; {serving} still serves {CHAPTER_MESSAGE:?}",
                 first_line(&run.error())
             ));
             phase.finish();

@@ -72,6 +72,31 @@ fn without_tests_the_builds_are_their_own_phase() {
 }
 
 #[test]
+fn every_build_boots_its_image_once_before_any_push_unless_skipped() {
+    let smoke = |opts: &PlanOptions| -> Vec<(String, usize)> {
+        Plan::new(&target(true), Mode::First, opts)
+            .steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Build { image, smoke, .. } => Some((image.container.clone(), smoke.len())),
+                _ => None,
+            })
+            .collect()
+    };
+    // Both builds, and first-deploy's rebuild of the later-mode rails image.
+    assert_eq!(
+        smoke(&opts()),
+        [("nginx".to_string(), 1), ("rails".to_string(), 2), ("rails".to_string(), 2)]
+    );
+    let skipped = smoke(&PlanOptions { skip_smoke: true, ..opts() });
+    assert!(skipped.iter().all(|(_, runs)| *runs == 0), "{skipped:?}");
+    let plan = Plan::new(&target(true), Mode::Later, &opts());
+    let build = plan.lines().into_iter().find(|l| l.contains("build [rails]")).unwrap();
+    assert!(build.contains("smoke boot (before any push; a failure exits 5): docker run --rm --network none --entrypoint bash"), "{build}");
+    assert!(build.contains("'{image_id.rails}' exec rails runner"), "{build}");
+}
+
+#[test]
 fn a_first_deploy_puts_the_entrypoint_back_even_after_a_failure_then_ships_the_later_mode_image() {
     let plan = Plan::new(&target(true), Mode::First, &opts());
     let views = plan.views();

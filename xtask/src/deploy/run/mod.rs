@@ -356,7 +356,7 @@ impl Run<'_> {
             let images: Vec<Image> = steps
                 .iter()
                 .filter_map(|s| match &s.action {
-                    Action::Build { image, .. } => Some(image.clone()),
+                    Action::Build { image, .. } => Some((**image).clone()),
                     _ => None,
                 })
                 .collect();
@@ -375,13 +375,18 @@ impl Run<'_> {
                     });
                     suite = Some(prepared);
                 }
-                Action::Build { image, build, iidfile } => {
+                Action::Build { image, build, iidfile, smoke } => {
                     push::prepare_iidfile(iidfile).context(Failure::Build)?;
                     let build = build.resolved(&|a| self.fill(a), None);
-                    jobs.push(Job {
-                        label: image.container.clone(),
-                        steps: vec![docker::Step::Run(build)],
-                    });
+                    let mut steps = vec![docker::Step::Run(build)];
+                    steps.extend(smoke.iter().map(|cmd| docker::Step::OnBuilt {
+                        iidfile: iidfile.clone(),
+                        placeholder: plan::image_id(&image.container),
+                        // Not filled: an earlier build of the run (first-deploy's first image)
+                        // must not stand in for this one.
+                        cmd: cmd.clone(),
+                    }));
+                    jobs.push(Job { label: image.container.clone(), steps });
                     builds.push((image, iidfile));
                 }
                 Action::Push { container, repository, uri, steps } => {
@@ -419,7 +424,9 @@ impl Run<'_> {
             push::job_failures(
                 &images,
                 "build",
-                "nothing was pushed: fix the cause above and deploy again",
+                "nothing was pushed: fix the cause above and deploy again (a failed `docker run \
+                 --rm --network none` is the smoke boot: the image just built, started once here \
+                 without a database or the real secrets; `--skip-smoke` skips it)",
             )
             .context(Failure::Build)?;
             for (image, iidfile) in builds {

@@ -117,6 +117,8 @@ struct RawImage {
     dockerfile: Option<PathBuf>,
     context: Option<PathBuf>,
     build_args: Option<BTreeMap<String, String>>,
+    smoke: Option<Vec<Vec<String>>>,
+    smoke_env: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -276,6 +278,8 @@ impl DeployFile {
                     .unwrap_or_else(|| PathBuf::from(&container).join("Dockerfile.prod")),
                 context: image.context.unwrap_or_else(|| PathBuf::from(&container)),
                 build_args: image.build_args.unwrap_or_default(),
+                smoke: image.smoke.unwrap_or_default(),
+                smoke_env: image.smoke_env.unwrap_or_default(),
                 repository,
                 container,
             });
@@ -427,6 +431,22 @@ impl RawTarget {
     }
 }
 
+/// `top`'s keys over `base`'s.
+fn merge_maps(
+    top: Option<BTreeMap<String, String>>,
+    base: Option<BTreeMap<String, String>>,
+) -> Option<BTreeMap<String, String>> {
+    match (top, base) {
+        (Some(mut t), Some(b)) => {
+            for (k, v) in b {
+                t.entry(k).or_insert(v);
+            }
+            Some(t)
+        }
+        (t, b) => t.or(b),
+    }
+}
+
 fn merge_images(
     top: Option<BTreeMap<String, RawImage>>,
     base: Option<BTreeMap<String, RawImage>>,
@@ -443,15 +463,9 @@ fn merge_images(
                 repository: image.repository.or(b.repository),
                 dockerfile: image.dockerfile.or(b.dockerfile),
                 context: image.context.or(b.context),
-                build_args: match (image.build_args, b.build_args) {
-                    (Some(mut t), Some(b)) => {
-                        for (k, v) in b {
-                            t.entry(k).or_insert(v);
-                        }
-                        Some(t)
-                    }
-                    (t, b) => t.or(b),
-                },
+                build_args: merge_maps(image.build_args, b.build_args),
+                smoke: image.smoke.or(b.smoke),
+                smoke_env: merge_maps(image.smoke_env, b.smoke_env),
             },
             None => image,
         };

@@ -132,6 +132,11 @@ pub struct Image {
     pub dockerfile: PathBuf,
     pub context: PathBuf,
     pub build_args: BTreeMap<String, String>,
+    /// The smoke boot: commands the built image runs once on this machine before anything is
+    /// pushed (each one's first word replaces the image's entrypoint).
+    pub smoke: Vec<Vec<String>>,
+    /// Throwaway environment for the smoke boot, in place of the real secrets.
+    pub smoke_env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
