@@ -2,7 +2,9 @@
 //! the new task verified.
 
 pub mod drift;
+pub mod inflight;
 pub mod inspect;
+pub mod lock;
 pub mod logcheck;
 pub mod plan;
 pub mod push;
