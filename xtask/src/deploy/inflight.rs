@@ -405,11 +405,16 @@ impl Interrupted {
             deployment_id: self.deployment.id.clone(),
             revision: self.revision,
             git_commit: self.git_commit.clone(),
-            rolling_since: self.deployment.created_at.map(push::timestamp),
+            rolling_since: self.deployment.created_at.map(whole_seconds).map(push::timestamp),
             rolling_s: self.deployment.age(now).map(|d| d.as_secs()).map(|s| s as f64),
             held_by,
         }
     }
+}
+
+fn whole_seconds(t: SystemTime) -> SystemTime {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 pub fn interrupted(service: &Value, revisions: &BTreeMap<String, Revision>) -> Option<Interrupted> {

@@ -178,6 +178,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_summary_says_the_deploy_attached_to_the_interrupted_deployment() {
+        let attached = crate::deploy::run::Attached {
+            deployment_id: "ecs-svc/2222222222222222222".into(),
+            revision: "zenn-clone-task-definition-backend:8".into(),
+            age: Some(std::time::Duration::from_secs(42)),
+        };
+        assert_eq!(
+            attached_line(&attached),
+            "attached to deployment ecs-svc/2222222222222222222 of revision zenn-clone-task-definition-backend:8 started 42s ago (an interrupted deploy of this tree: nothing was built or pushed)"
+        );
+    }
+
+    #[test]
     fn the_logs_line_names_the_command_for_the_new_task_on_its_target() {
         use crate::deploy::target::{DeployFile, DeployFlags, TargetFlags};
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();

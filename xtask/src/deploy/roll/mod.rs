@@ -315,7 +315,8 @@ async fn drive<A: EcsApi>(
         if crate::interrupt::interrupted() {
             return Err(anyhow!(
                 "interrupted (Ctrl-C) while waiting for deployment {}: ECS goes on without us; \
-                 `aws ecs describe-services --cluster {cluster} --services {name}` shows how it ends",
+                 `aws ecs describe-services --cluster {cluster} --services {name}` shows how it ends, \
+                 and the same deploy run again on this tree attaches to it",
                 watch.deployment_id()
             )
             .context(Failure::Roll));
