@@ -263,6 +263,23 @@ pub struct StatusView {
     /// Whether the repository's definition differs from the revision (images aside).
     pub drift: bool,
     pub drift_fields: Vec<String>,
+    /// A deployment IN_PROGRESS of a revision this tool registered and did not verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<InterruptedView>,
+}
+
+/// A deploy that stopped waiting (Ctrl-C, a kill) while ECS went on rolling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterruptedView {
+    pub deployment_id: String,
+    pub revision: i64,
+    pub git_commit: Option<String>,
+    /// When the deployment started (RFC 3339) and how long it has run.
+    pub rolling_since: Option<String>,
+    pub rolling_s: Option<f64>,
+    /// The deploy from this checkout that holds the deploy lock, when one does: then it is not
+    /// interrupted but under way.
+    pub held_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -333,6 +350,29 @@ impl StatusView {
                 d.running
             ));
         }
+        if let Some(i) = &self.interrupted {
+            let since = match (&i.rolling_since, i.rolling_s) {
+                (Some(at), Some(s)) => format!(
+                    "{at} ({} ago)",
+                    crate::report::human_duration(std::time::Duration::from_secs_f64(s))
+                ),
+                (Some(at), None) => at.clone(),
+                _ => "an unknown time".to_string(),
+            };
+            let what = format!(
+                "revision {} ({}) rolling since {since}",
+                i.revision,
+                i.git_commit.as_deref().unwrap_or("no commit")
+            );
+            match &i.held_by {
+                Some(holder) => out.push_str(&format!(
+                    "deploy under way: {what}, by this checkout's deploy ({holder})\n"
+                )),
+                None => out.push_str(&format!(
+                    "interrupted deploy: {what}; run `cargo xtask deploy` again on that commit to attach\n"
+                )),
+            }
+        }
         if self.drift {
             out.push_str("drift     the repository's task definition differs (images aside):\n");
             for f in &self.drift_fields {
@@ -385,6 +425,18 @@ pub struct Outcome {
     /// The log check of each roll (a first deploy has two: first mode, then later).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_checks: Vec<LogCheckView>,
+    /// The interrupted deploy's deployment this deploy attached to (no build, no push).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached: Option<AttachedView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachedView {
+    pub deployment_id: String,
+    /// `family:N`.
+    pub revision: String,
+    /// How long the deployment had run when the deploy attached to it.
+    pub started_s_ago: Option<f64>,
 }
 
 impl Outcome {

@@ -3,6 +3,8 @@
 use anyhow::{anyhow, Result};
 use xshell::Shell;
 
+use crate::deploy::inflight;
+use crate::deploy::lock::{self, DeployLock, WaitFlags};
 use crate::deploy::plan::{Plan, PlanOptions};
 use crate::deploy::target::{DeployFile, DeployFlags, Overlay, Target, TargetFlags};
 use crate::deploy::{run, summary};
@@ -39,6 +41,8 @@ pub struct Args {
     pub target: TargetFlags,
     #[command(flatten)]
     pub deploy: DeployFlags,
+    #[command(flatten)]
+    pub wait: WaitFlags,
     /// Do not run the RSpec suite first
     #[arg(long)]
     pub skip_tests: bool,
@@ -67,9 +71,9 @@ impl Args {
             cache: self.cache,
             force: self.force,
             git: is_git_checkout(sh),
+            wait: self.wait.wait,
             ..PlanOptions::new(crate::project::target_dir().join("xtask"))
         };
-        let plan = Plan::new(target, mode, &opts);
         report.info(format!(
             "{} to `{}`: service {} in cluster {} ({}{}), strategy {}",
             summary::command(mode),
@@ -86,6 +90,34 @@ impl Args {
         if self.skip_smoke {
             report.warn("--skip-smoke: the built images are pushed without starting once here");
         }
+        // Held until the deploy ends, before the service is looked at: one deploy per checkout.
+        let _lock = match self.dry_run {
+            true => None,
+            false => {
+                let wait = (!self.wait.no_wait).then_some(target.roll_timeout);
+                Some(DeployLock::acquire(&lock::path(), wait, report)?)
+            }
+        };
+        let attach = match mode {
+            // A first deploy's later-mode image follows its roll: it does not resume.
+            Mode::First => None,
+            Mode::Later => inflight::detect(sh, target, mode).unwrap_or_else(|e| {
+                report.info(format!(
+                    "could not look for an interrupted deploy of this tree ({e:#}): planning a whole deploy"
+                ));
+                None
+            }),
+        };
+        let plan = match &attach {
+            Some(attach) => {
+                report.info(format!(
+                    "deployment {} of {} is an interrupted deploy of this tree ({}): attaching to it, no build, no push",
+                    attach.deployment.id, attach.revision_name, attach.git_commit
+                ));
+                Plan::attach(target, attach)
+            }
+            None => Plan::new(target, mode, &opts),
+        };
         if self.dry_run {
             for (line, view) in plan.lines().into_iter().zip(plan.views()) {
                 report.line(&line);

@@ -7,6 +7,7 @@ use xshell::Shell;
 
 use crate::aws::ecs_json::{revision_of, Revision};
 use crate::deploy::inspect::Inspect;
+use crate::deploy::lock::{self, DeployLock, WaitFlags};
 use crate::deploy::plan::{Plan, PlanOptions};
 use crate::deploy::render::RevisionTags;
 use crate::deploy::run;
@@ -22,6 +23,8 @@ pub struct Args {
     pub target: TargetFlags,
     #[command(flatten)]
     pub deploy: DeployFlags,
+    #[command(flatten)]
+    pub wait: WaitFlags,
     /// The revision to go back to (its number in the family) [default: the newest verified
     /// revision before the one the service runs]
     #[arg(long, value_name = "REVISION")]
@@ -37,6 +40,14 @@ pub struct Args {
 impl Args {
     pub fn run(self, sh: &Shell, report: &Reporter) -> Result<()> {
         let target = super::inspect_target::resolve(&self.target, &self.deploy)?;
+        // Held until the rollback ends: no deploy from this checkout runs beside it.
+        let _lock = match self.dry_run {
+            true => None,
+            false => {
+                let wait = (!self.wait.no_wait).then_some(target.roll_timeout);
+                Some(DeployLock::acquire(&lock::path(), wait, report)?)
+            }
+        };
         let inspect = Inspect::connect(&target)?;
         let running = inspect.running()?;
         let current = running.revision.ok_or_else(|| {
@@ -70,7 +81,7 @@ impl Args {
             chosen.name(),
             tags.git_commit.as_deref().unwrap_or("-")
         ));
-        let plan = Plan::rollback(&target, &chosen.arn, digests, tags.mode);
+        let plan = Plan::rollback(&target, &chosen.arn, digests, tags.mode, self.wait.wait);
         if self.dry_run {
             for (line, view) in plan.lines().into_iter().zip(plan.views()) {
                 report.line(&line);

@@ -1,10 +1,15 @@
 //! `cargo xtask status`: what runs now — the service's revision (its commit and digests, from
 //! the revision's tags), the counts, each task, the last deployments, and drift.
 
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
 use anyhow::Result;
 use xshell::Shell;
 
+use crate::deploy::inflight::{self, Deployment};
 use crate::deploy::inspect::Inspect;
+use crate::deploy::lock;
 use crate::deploy::render::RevisionTags;
 use crate::deploy::target::{DeployFlags, TargetFlags};
 use crate::event::{DeploymentView, Event, RunningImage, RunningTask, StatusView};
@@ -69,6 +74,14 @@ impl Args {
             })
             .collect();
         let drift = inspect.drift(sh, report, &running)?;
+        let mut revisions = BTreeMap::new();
+        for d in Deployment::all(&running.service).into_iter().filter(Deployment::in_progress) {
+            if !revisions.contains_key(&d.task_definition) {
+                revisions.insert(d.task_definition.clone(), inspect.revision(&d.task_definition)?);
+            }
+        }
+        let interrupted = inflight::interrupted(&running.service, &revisions)
+            .map(|i| i.view(SystemTime::now(), lock::holder_of(&lock::path())));
         let view = StatusView {
             service: target.service.clone(),
             cluster: target.cluster.clone(),
@@ -84,6 +97,7 @@ impl Args {
             deployments,
             drift: !drift.is_empty(),
             drift_fields: drift.iter().map(ToString::to_string).collect(),
+            interrupted,
         };
         if report.json() {
             report.emit(Event::Status(view));

@@ -103,6 +103,10 @@ pub fn step(action: &Action) -> &'static [Need] {
         Action::CheckLogs { .. } => &[("logs:GetLogEvents", Call)],
         Action::MarkVerified => &[("ecs:TagResource", Call)],
         Action::Select { .. } => &[("ecs:DescribeTaskDefinition", Call)],
+        // The service's deployments and their revisions' tags (who started them).
+        Action::CheckDeployments { .. } => RUNNING,
+        // The deployment still there, its revision's digests.
+        Action::Attach { .. } => RUNNING,
     }
 }
 

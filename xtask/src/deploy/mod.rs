@@ -3,7 +3,9 @@
 
 pub mod drift;
 pub mod iam;
+pub mod inflight;
 pub mod inspect;
+pub mod lock;
 pub mod logcheck;
 pub mod plan;
 pub mod push;

@@ -11,6 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::deploy::inflight::Attach;
 use crate::deploy::target::{Credentials, Image, RollStrategy, Target};
 use crate::docker::{self, BuildSpec, Docker, DockerCmd};
 use crate::entrypoint::Mode;
@@ -54,6 +55,8 @@ pub struct PlanOptions {
     pub docker: Docker,
     /// How long `latest` in ECR may take to show a push.
     pub settle_timeout: Duration,
+    /// `--wait`: wait for a deployment in progress that this deploy did not start.
+    pub wait: bool,
 }
 
 impl PlanOptions {
@@ -67,6 +70,7 @@ impl PlanOptions {
             work,
             docker: Docker::default(),
             settle_timeout: Duration::from_secs(30),
+            wait: false,
         }
     }
 }
@@ -74,6 +78,8 @@ impl PlanOptions {
 /// A deploy, step by step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
+    /// The command it runs for (`deploy`, `first-deploy`, `rollback`).
+    pub command: &'static str,
     pub mode: Mode,
     pub steps: Vec<Step>,
 }
@@ -156,6 +162,14 @@ pub enum Action {
         refuse_running: bool,
         warn_running: bool,
     },
+    /// DescribeServices: no deployment IN_PROGRESS that this deploy did not start (an
+    /// interrupted deploy of this tree gets the attach plan instead); `wait`: wait up to that
+    /// long for it to end, instead of stopping.
+    CheckDeployments {
+        cluster: String,
+        service: String,
+        wait: Option<Duration>,
+    },
     CreateCluster {
         cluster: String,
     },
@@ -203,11 +217,14 @@ pub enum Action {
         file: PathBuf,
         mode: Mode,
     },
+    /// UpdateService onto the registered revision and the wait; with `attach`, only the wait,
+    /// on that deployment (an interrupted deploy's).
     Roll {
         cluster: String,
         service: String,
         strategy: RollStrategy,
         timeout: Duration,
+        attach: Option<String>,
     },
     PublicIp,
     Verify {
@@ -228,6 +245,14 @@ pub enum Action {
     },
     /// TagResource `xtask:verified` on the revision: a rollback goes back to one of those.
     MarkVerified,
+    /// An interrupted deploy of this tree: its deployment, its revision (ARN), and the digests
+    /// its tags give, which the roll expects.
+    Attach {
+        deployment: String,
+        revision: String,
+        git_commit: String,
+        digests: std::collections::BTreeMap<String, String>,
+    },
     /// A rollback's revision: the roll goes onto it and expects the digests its tags give.
     Select {
         revision: String,
@@ -238,7 +263,8 @@ pub enum Action {
 impl Plan {
     /// The plan of a deploy of `target` in `mode` (`First`: `first-deploy`).
     pub fn new(target: &Target, mode: Mode, opts: &PlanOptions) -> Plan {
-        let mut plan = Plan { mode, steps: Vec::new() };
+        let command = crate::deploy::summary::command(mode);
+        let mut plan = Plan { command, mode, steps: Vec::new() };
         let first = mode == Mode::First;
         let steps = target.entrypoint.first_deploy_only.clone();
         let file = target.entrypoint.file.clone();
@@ -252,11 +278,7 @@ impl Plan {
         paths.dedup();
         plan.push(Phase::Preflight, Action::CheckBuildFiles { paths });
         plan.push(Phase::Preflight, Action::CheckDocker { version: opts.docker.version() });
-        let source = match (&target.credentials, &target.profile) {
-            (Credentials::Static { .. }, _) => "the target's fixed keys".to_string(),
-            (Credentials::Chain, Some(profile)) => format!("profile {profile}"),
-            (Credentials::Chain, None) => "the default chain".to_string(),
-        };
+        let source = credentials_source(target);
         plan.push(Phase::Preflight, Action::CheckCredentials { source });
         let repositories: Vec<String> =
             target.images.iter().map(|i| i.repository.clone()).collect();
@@ -278,6 +300,7 @@ impl Plan {
                 warn_running: first && opts.force,
             },
         );
+        plan.check_deployments(target, opts.wait);
 
         plan.push(
             Phase::Entrypoint,
@@ -348,8 +371,9 @@ impl Plan {
         revision: &str,
         digests: std::collections::BTreeMap<String, String>,
         mode: Option<Mode>,
+        wait: bool,
     ) -> Plan {
-        let mut plan = Plan { mode: Mode::Later, steps: Vec::new() };
+        let mut plan = Plan { command: "rollback", mode: Mode::Later, steps: Vec::new() };
         plan.push(
             Phase::Preflight,
             Action::CheckCluster { cluster: target.cluster.clone(), create_missing: false },
@@ -364,10 +388,58 @@ impl Plan {
                 warn_running: false,
             },
         );
+        plan.check_deployments(target, wait);
         plan.push(Phase::Register, Action::Select { revision: revision.to_string(), digests });
         // The revision's image holds its own entrypoint: the tree's last line may not be its.
-        plan.roll_and_verify_only(target, mode.map(|m| (m, None)));
+        plan.roll_and_verify_only(target, mode.map(|m| (m, None)), None);
         plan
+    }
+
+    /// Resumes an interrupted deploy of this tree: no build, no push, no new revision; the roll
+    /// watches the deployment it left, then the new tasks are verified as after a deploy.
+    pub fn attach(target: &Target, attach: &Attach) -> Plan {
+        let command = crate::deploy::summary::command(attach.mode);
+        let mut plan = Plan { command, mode: attach.mode, steps: Vec::new() };
+        let source = credentials_source(target);
+        plan.push(Phase::Preflight, Action::CheckCredentials { source });
+        plan.push(
+            Phase::Preflight,
+            Action::CheckCluster { cluster: target.cluster.clone(), create_missing: false },
+        );
+        plan.push(
+            Phase::Preflight,
+            Action::CheckService {
+                cluster: target.cluster.clone(),
+                service: target.service.clone(),
+                create_missing: false,
+                refuse_running: false,
+                warn_running: false,
+            },
+        );
+        plan.push(
+            Phase::Register,
+            Action::Attach {
+                deployment: attach.deployment.id.clone(),
+                revision: attach.revision.clone(),
+                git_commit: attach.git_commit.clone(),
+                digests: attach.digests.clone(),
+            },
+        );
+        // Same commit, clean: the tree's entrypoint is the one in the image.
+        let logs = Some((attach.mode, Some(target.entrypoint.file.clone())));
+        plan.roll_and_verify_only(target, logs, Some(&attach.deployment.id));
+        plan
+    }
+
+    fn check_deployments(&mut self, target: &Target, wait: bool) {
+        self.push(
+            Phase::Preflight,
+            Action::CheckDeployments {
+                cluster: target.cluster.clone(),
+                service: target.service.clone(),
+                wait: wait.then_some(target.roll_timeout),
+            },
+        );
     }
 
     fn push(&mut self, phase: Phase, action: Action) {
@@ -380,12 +452,18 @@ impl Plan {
 
     fn roll_and_verify(&mut self, target: &Target, mode: Mode) {
         self.push(Phase::Register, Action::Register { file: target.task_definition.clone(), mode });
-        self.roll_and_verify_only(target, Some((mode, Some(target.entrypoint.file.clone()))));
+        self.roll_and_verify_only(target, Some((mode, Some(target.entrypoint.file.clone()))), None);
     }
 
     /// `logs`: the entrypoint mode the new tasks' log must show, and the file its last line
     /// comes from.
-    fn roll_and_verify_only(&mut self, target: &Target, logs: Option<(Mode, Option<PathBuf>)>) {
+    /// `attach`: the deployment the roll watches, instead of starting one.
+    fn roll_and_verify_only(
+        &mut self,
+        target: &Target,
+        logs: Option<(Mode, Option<PathBuf>)>,
+        attach: Option<&str>,
+    ) {
         self.push(
             Phase::Roll,
             Action::Roll {
@@ -393,6 +471,7 @@ impl Plan {
                 service: target.service.clone(),
                 strategy: target.strategy,
                 timeout: target.roll_timeout,
+                attach: attach.map(String::from),
             },
         );
         if target.verify.url.contains(PUBLIC_IP) {
@@ -451,6 +530,14 @@ impl Plan {
                 format!("{:>2}. [{}]{beside}{always} {}", v.index + 1, v.phase, v.text)
             })
             .collect()
+    }
+}
+
+fn credentials_source(target: &Target) -> String {
+    match (&target.credentials, &target.profile) {
+        (Credentials::Static { .. }, _) => "the target's fixed keys".to_string(),
+        (Credentials::Chain, Some(profile)) => format!("profile {profile}"),
+        (Credentials::Chain, None) => "the default chain".to_string(),
     }
 }
 
@@ -626,7 +713,12 @@ impl fmt::Display for Action {
                 "register: {} with {{registry}}, {{account_id}} (sts GetCallerIdentity), {{region}} filled, each built image as <repository>@<pushed digest>, tagged with the commit, the digests, {mode} mode and the xtask version; its drift from the service's revision shown; ecs RegisterTaskDefinition → {TASK_DEFINITION}",
                 file.display()
             ),
-            Action::Roll { cluster, service, strategy, timeout } => {
+            Action::Roll { service, timeout, attach: Some(deployment), .. } => write!(
+                f,
+                "roll: watch deployment {deployment} of {service} (no UpdateService: it is under way); wait (up to {}) for its task(s) RUNNING on {TASK_DEFINITION}, every essential container HEALTHY, running the revision's digests, the deployment COMPLETED, the old task(s) gone",
+                human_duration(*timeout)
+            ),
+            Action::Roll { cluster, service, strategy, timeout, attach: None } => {
                 write!(
                     f,
                     "roll: ecs UpdateService --cluster {cluster} --service {service} --task-definition {TASK_DEFINITION} (CreateService when it is missing)"
@@ -639,6 +731,24 @@ impl fmt::Display for Action {
                     "; wait (up to {}) for the new task(s) RUNNING on {TASK_DEFINITION}, every essential container HEALTHY, running the pushed digests, the deployment COMPLETED, the old task(s) gone",
                     human_duration(*timeout)
                 )
+            }
+            Action::Attach { deployment, revision, git_commit, digests } => {
+                let images: Vec<String> = digests.iter().map(|(c, d)| format!("{c} {d}")).collect();
+                write!(
+                    f,
+                    "attach: deployment {deployment} of {revision} ({TASK_DEFINITION}), left by an interrupted deploy of this tree ({git_commit}); nothing is built, pushed or registered; images by digest: {}",
+                    images.join(", ")
+                )
+            }
+            Action::CheckDeployments { cluster, service, wait } => {
+                write!(
+                    f,
+                    "check: ecs DescribeServices {service} in cluster {cluster}: no deployment IN_PROGRESS (rolloutState) that this deploy did not start (DescribeTaskDefinition --include TAGS: its revision names another commit, a dirty tree or no xtask tags); "
+                )?;
+                match wait {
+                    Some(wait) => write!(f, "else wait for it to end (--wait, up to {})", human_duration(*wait)),
+                    None => f.write_str("else stop (exit 3) naming it and how to follow it (--wait waits for it)"),
+                }
             }
             Action::Select { revision, digests } => {
                 let images: Vec<String> = digests.iter().map(|(c, d)| format!("{c} {d}")).collect();

@@ -48,8 +48,16 @@ pub struct PushedImage {
 /// `git-<short sha>`, with `-dirty` when the images' inputs have uncommitted changes (the
 /// entrypoint edit included: it is read right before the build).
 pub fn git_tag(sh: &Shell, images: &[Image], report: &Reporter) -> Result<Option<String>> {
-    let Ok(sha) = cmd!(sh, "git rev-parse --short HEAD").quiet().ignore_stderr().read() else {
+    let tag = tree_tag(sh, images)?;
+    if tag.is_none() {
         report.warn("not a git checkout: images are tagged `latest` only, with no commit tag");
+    }
+    Ok(tag)
+}
+
+/// [`git_tag`] without the warning outside git.
+pub fn tree_tag(sh: &Shell, images: &[Image]) -> Result<Option<String>> {
+    let Ok(sha) = cmd!(sh, "git rev-parse --short HEAD").quiet().ignore_stderr().read() else {
         return Ok(None);
     };
     let paths = build_inputs(images);

@@ -6,7 +6,7 @@ use crate::deploy::run::Finished;
 use crate::deploy::target::Target;
 use crate::deploy::verify::VerifyOutcome;
 use crate::entrypoint::Mode;
-use crate::event::{Event, ImageView, Outcome, PhaseView, Seeded};
+use crate::event::{AttachedView, Event, ImageView, Outcome, PhaseView, Seeded};
 use crate::report::{human_duration, Reporter};
 
 /// The command that deploys in `mode`.
@@ -40,6 +40,9 @@ pub fn print(report: &Reporter, target: &Target, mode: Mode, finished: &Finished
             command(mode),
             human_duration(report.elapsed())
         ));
+        if let Some(attached) = &finished.attached {
+            report.line(&format!("  {}", attached_line(attached)));
+        }
         if later.is_some() {
             let seeded = first.outcome.tasks.first().map_or("-", |t| t.id.as_str());
             report.line(&format!(
@@ -144,8 +147,23 @@ pub fn emit_result(report: &Reporter, target: &Target, command: &str, finished: 
             .iter()
             .filter_map(|s| s.log_check.as_ref().map(|c| c.view()))
             .collect(),
+        attached: finished.attached.as_ref().map(|a| AttachedView {
+            deployment_id: a.deployment_id.clone(),
+            revision: a.revision.clone(),
+            started_s_ago: a.age.map(|d| d.as_secs_f64()),
+        }),
         ..Outcome::default()
     }));
+}
+
+/// `attached to deployment ecs-svc/… of revision family:N started 42s ago`.
+pub fn attached_line(attached: &crate::deploy::run::Attached) -> String {
+    format!(
+        "attached to deployment {} of revision {} started {} (an interrupted deploy of this tree: nothing was built or pushed)",
+        attached.deployment_id,
+        attached.revision,
+        attached.age.map_or("earlier".to_string(), |a| format!("{} ago", human_duration(a)))
+    )
 }
 
 /// The command that shows the new task's log (the chapter's look for db:create and db:seed).
@@ -158,6 +176,19 @@ pub fn logs_command(target: &Target, task_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_says_the_deploy_attached_to_the_interrupted_deployment() {
+        let attached = crate::deploy::run::Attached {
+            deployment_id: "ecs-svc/2222222222222222222".into(),
+            revision: "zenn-clone-task-definition-backend:8".into(),
+            age: Some(std::time::Duration::from_secs(42)),
+        };
+        assert_eq!(
+            attached_line(&attached),
+            "attached to deployment ecs-svc/2222222222222222222 of revision zenn-clone-task-definition-backend:8 started 42s ago (an interrupted deploy of this tree: nothing was built or pushed)"
+        );
+    }
 
     #[test]
     fn the_logs_line_names_the_command_for_the_new_task_on_its_target() {

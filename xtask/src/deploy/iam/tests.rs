@@ -67,7 +67,10 @@ fn needed() -> BTreeMap<&'static str, (BTreeSet<Kind>, Vec<String>)> {
     let mut plans = vec![
         ("first-deploy", Plan::new(&target, Mode::First, &opts)),
         ("deploy", Plan::new(&target, Mode::Later, &opts)),
-        ("rollback", Plan::rollback(&target, "family:1", BTreeMap::new(), Some(Mode::Later))),
+        (
+            "rollback",
+            Plan::rollback(&target, "family:1", BTreeMap::new(), Some(Mode::Later), false),
+        ),
     ];
     let skip = PlanOptions { skip_tests: true, cache: true, ..opts.clone() };
     plans.push(("deploy --skip-tests", Plan::new(&target, Mode::Later, &skip)));

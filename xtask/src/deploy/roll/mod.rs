@@ -58,6 +58,9 @@ pub struct RollRequest {
     pub task_definition: Option<String>,
     /// The service was just created onto its revision: its first deployment is watched.
     pub service_created: bool,
+    /// A deployment already under way (an interrupted deploy's): watched, not started; its
+    /// tasks are new even when they were there before the roll began.
+    pub attach: Option<String>,
     /// The task count the service must run (deploy.toml's `service.desired_count`).
     pub desired_count: Option<i32>,
 }
@@ -74,6 +77,7 @@ impl RollRequest {
             poll: poll_schedule(),
             task_definition: None,
             service_created: false,
+            attach: None,
             desired_count: Some(target.service_settings.desired_count),
             cli_flags: target.cli_flags.clone(),
         }
@@ -189,12 +193,44 @@ async fn drive<A: EcsApi>(
         ));
     }
     tracker.missing.extend(undescribed.into_iter().map(|a| (a, 1)));
-    // A task listed but not described yet is an old one too.
-    let before: BTreeSet<String> = tracker.known.keys().chain(&listed).cloned().collect();
+    // A task listed but not described yet is an old one too; so is, when attaching, every
+    // task but the ones the deployment started and that still run.
+    let before: BTreeSet<String> = match &req.attach {
+        Some(id) => tracker
+            .known
+            .values()
+            .filter(|t| t.started_by.as_deref() != Some(id.as_str()) || t.last_status == "STOPPED")
+            .map(|t| t.arn.clone())
+            .collect(),
+        None => tracker.known.keys().chain(&listed).cloned().collect(),
+    };
     let running_before: Vec<TaskSnapshot> =
         tracker.known.values().filter(|t| t.desired_status == "RUNNING").cloned().collect();
 
-    let deployment_id = if req.service_created {
+    let deployment_id = if let Some(id) = &req.attach {
+        let Some(deployment) = service.deployments.iter().find(|d| &d.id == id) else {
+            return Err(anyhow!(
+                "deployment {id} is gone from service `{name}` (primary now: {old_primary}): \
+                 the interrupted deploy ended or was replaced; run the deploy again"
+            )
+            .context(Failure::Roll));
+        };
+        let stopped = tracker
+            .known
+            .values()
+            .filter(|t| t.started_by.as_deref() == Some(id.as_str()) && t.last_status == "STOPPED")
+            .count();
+        report.info(format!(
+            "attached to deployment {id} ({}, {}): watching it, no UpdateService{}",
+            deployment.status,
+            deployment.rollout_state.as_deref().unwrap_or("no rollout state"),
+            match stopped {
+                0 => String::new(),
+                n => format!("; {n} of its task(s) had stopped before and are not waited for"),
+            }
+        ));
+        id.clone()
+    } else if req.service_created {
         report.info(format!("deployment {old_primary} of the new service started"));
         old_primary
     } else if let Some(td) = &req.task_definition {
@@ -275,7 +311,8 @@ async fn drive<A: EcsApi>(
         if crate::interrupt::interrupted() {
             return Err(anyhow!(
                 "interrupted (Ctrl-C) while waiting for deployment {}: ECS goes on without us; \
-                 `aws ecs describe-services --cluster {cluster} --services {name}` shows how it ends",
+                 `aws ecs describe-services --cluster {cluster} --services {name}` shows how it ends, \
+                 and the same deploy run again on this tree attaches to it",
                 watch.deployment_id()
             )
             .context(Failure::Roll));

@@ -362,6 +362,7 @@ async fn run_logged(
         cli_flags: Vec::new(),
         task_definition: None,
         service_created: false,
+        attach: None,
         desired_count: None,
     };
     let started = Instant::now();
@@ -1406,6 +1407,7 @@ async fn run_lagging(
         cli_flags: Vec::new(),
         task_definition: None,
         service_created: false,
+        attach: None,
         desired_count: None,
     };
     let started = Instant::now();
@@ -1460,4 +1462,69 @@ async fn a_listed_task_missing_in_describe_tasks_is_asked_for_again() {
     assert_eq!(api.missed.get(), 2);
     assert_eq!(outcome.tasks.len(), 1);
     assert_within(elapsed, 60.0, "completion");
+}
+
+/// The roll of a deploy interrupted `since` into [`clean_force`], picked up again.
+async fn run_attached(since: Duration) -> (Fake, Result<RollOutcome>, Duration) {
+    let fake = clean_force();
+    fake.acted.set(true);
+    let fake = Fake { start: Instant::now() - since, ..fake };
+    let req = RollRequest {
+        cluster: CLUSTER.to_string(),
+        service: SERVICE.to_string(),
+        strategy: RollStrategy::ForceNewDeployment,
+        expected_digests: digests(),
+        timeout: TEN_MINUTES,
+        poll: Schedule { seed: 7, ..poll_schedule() },
+        cli_flags: Vec::new(),
+        task_definition: Some(TD.to_string()),
+        service_created: false,
+        attach: Some(NEW_DEP.to_string()),
+        desired_count: None,
+    };
+    let started = Instant::now();
+    let result = roll(&fake, &FakeLogs::new(), &req, &Reporter::plain()).await;
+    (fake, result, started.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attached_roll_watches_the_deployment_under_way_and_starts_none() {
+    let (fake, result, elapsed) = run_attached(Duration::ZERO).await;
+    let outcome = result.expect("the deployment completes");
+    assert!(fake.actions().is_empty(), "no UpdateService, no StopTask: {:?}", fake.actions());
+    assert_eq!(outcome.deployment_id, NEW_DEP);
+    assert_eq!(outcome.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["new1"]);
+    assert_within(elapsed, 60.0, "completion");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attached_roll_counts_the_deployments_tasks_that_were_there_already() {
+    // Interrupted at 40 s: new1 is RUNNING, not healthy yet; it is the deployment's, so new.
+    let (fake, result, elapsed) = run_attached(Duration::from_secs(40)).await;
+    let outcome = result.expect("the deployment completes");
+    assert!(fake.actions().is_empty(), "{:?}", fake.actions());
+    assert_eq!(outcome.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["new1"]);
+    assert_within(elapsed, 20.0, "completion at 60 s of the deployment");
+}
+
+#[tokio::test(start_paused = true)]
+async fn attaching_to_a_deployment_that_is_gone_fails_the_roll_naming_it() {
+    let fake = clean_force();
+    let req = RollRequest {
+        cluster: CLUSTER.to_string(),
+        service: SERVICE.to_string(),
+        strategy: RollStrategy::ForceNewDeployment,
+        expected_digests: digests(),
+        timeout: TEN_MINUTES,
+        poll: poll_schedule(),
+        cli_flags: Vec::new(),
+        task_definition: None,
+        service_created: false,
+        attach: Some(ROLLBACK_DEP.to_string()),
+        desired_count: None,
+    };
+    let (code, text) = error_text(roll(&fake, &FakeLogs::new(), &req, &Reporter::plain()).await);
+    assert_eq!(code, Failure::Roll.exit_code());
+    assert!(text.contains(&format!("deployment {ROLLBACK_DEP} is gone")), "{text}");
+    assert!(fake.actions().is_empty());
 }

@@ -43,6 +43,18 @@ pub struct Finished {
     pub revision: Option<Revision>,
     /// What the run created (a first deploy from nothing).
     pub created: Vec<String>,
+    /// The interrupted deploy's deployment this run attached to, instead of deploying.
+    pub attached: Option<Attached>,
+}
+
+/// The deployment an attach plan watched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attached {
+    pub deployment_id: String,
+    /// `family:N`.
+    pub revision: String,
+    /// How long it had run when the deploy attached to it.
+    pub age: Option<std::time::Duration>,
 }
 
 /// Runs `plan` against `target`.
@@ -57,6 +69,8 @@ pub fn execute(
     let rt = crate::aws::runtime()?;
     let aws = rt.block_on(Aws::connect(target));
     let mut run = Run {
+        command: plan.command,
+        mode: plan.mode,
         sh,
         report,
         target,
@@ -79,6 +93,7 @@ pub fn execute(
         current_revision: None,
         account_id: None,
         created: Vec::new(),
+        attached: None,
     };
     if let Some(registry) = &target.registry {
         run.vars.insert(REGISTRY.to_string(), registry.clone());
@@ -89,11 +104,15 @@ pub fn execute(
         pushed: run.pushed.into_values().collect(),
         revision: run.current_revision,
         created: run.created,
+        attached: run.attached,
     })
 }
 
 /// One run in progress: what the steps so far have learnt.
 struct Run<'a> {
+    /// The plan's command and mode.
+    command: &'static str,
+    mode: Mode,
     sh: &'a Shell,
     report: &'a Reporter,
     target: &'a Target,
@@ -125,6 +144,7 @@ struct Run<'a> {
     account_id: Option<String>,
     /// What this run created (cluster, service), for the summary.
     created: Vec<String>,
+    attached: Option<Attached>,
 }
 
 impl Run<'_> {
@@ -223,6 +243,10 @@ impl Run<'_> {
                 self.check_logs(container, file.as_deref(), *mode, steps, *timeout)
             }
             Action::Select { revision, digests } => self.select(revision, digests),
+            Action::CheckDeployments { wait, .. } => self.check_deployments(*wait),
+            Action::Attach { deployment, revision, digests, .. } => {
+                self.attach(deployment, revision, digests)
+            }
             Action::SetEntrypoint { file, mode, steps } => self.set_entrypoint(file, *mode, steps),
             Action::CreateRepositories { repositories } => self.create_repositories(repositories),
             Action::Login { login } => self.login(login),
@@ -232,7 +256,7 @@ impl Run<'_> {
             Action::CheckLatest { repositories, timeout } => {
                 self.check_latest(repositories, *timeout)
             }
-            Action::Roll { .. } => self.roll_service(),
+            Action::Roll { attach, .. } => self.roll_service(attach.as_deref()),
             Action::PublicIp => self.find_public_ip(),
             Action::Verify { url, expect_status, expect_message, timeout } => {
                 let verify = crate::deploy::target::VerifyConfig {

@@ -13,6 +13,7 @@ use crate::aws::ecs::EcsApi;
 use crate::aws::logs::{LogStream, Logs, LogsApi};
 use crate::aws::{ec2, ecs_json, sts};
 use crate::deploy::drift;
+use crate::deploy::inflight::{self, CheckRequest, Deployment, Tree};
 use crate::deploy::logcheck::{self, Expectation};
 use crate::deploy::plan::{GIT_TAG, REGISTRY, TASK_DEFINITION};
 use crate::deploy::push;
@@ -298,6 +299,55 @@ impl Run<'_> {
         revision: &str,
         digests: &BTreeMap<String, String>,
     ) -> Result<()> {
+        let chosen = self.pin(revision, digests)?;
+        self.report.info(format!("rolling back onto {}", chosen.name()));
+        self.current_revision = Some(chosen);
+        Ok(())
+    }
+
+    /// An interrupted deploy of this tree: the roll watches its deployment, on its revision.
+    pub(super) fn attach(
+        &mut self,
+        deployment: &str,
+        revision: &str,
+        digests: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let (cluster, name) = (&self.target.cluster, &self.target.service);
+        let service = self
+            .rt
+            .block_on(ecs_json::describe_service(&self.aws, cluster, name))
+            .context(Failure::Preflight)?;
+        let found = service
+            .as_ref()
+            .and_then(|s| Deployment::all(s).into_iter().find(|d| d.id == deployment));
+        let Some(found) = found else {
+            return Err(anyhow!(
+                "deployment {deployment} of the interrupted deploy is gone from service `{name}` (it ended or was replaced after this deploy was planned): run `cargo xtask {}` again",
+                self.command
+            )
+            .context(Failure::Preflight));
+        };
+        let chosen = self.pin(revision, digests)?;
+        let now = SystemTime::now();
+        self.report.info(format!(
+            "attaching to deployment {} (an interrupted deploy of this tree): nothing is built or pushed",
+            found.describe(now)
+        ));
+        self.attached = Some(super::Attached {
+            deployment_id: found.id.clone(),
+            revision: chosen.name(),
+            age: found.age(now),
+        });
+        self.current_revision = Some(chosen);
+        Ok(())
+    }
+
+    /// The revision the roll goes onto, whose containers must run `digests`.
+    fn pin(
+        &mut self,
+        revision: &str,
+        digests: &BTreeMap<String, String>,
+    ) -> Result<ecs_json::Revision> {
         let chosen = self
             .rt
             .block_on(ecs_json::describe_task_definition(&self.aws, revision))
@@ -324,9 +374,18 @@ impl Run<'_> {
                 },
             );
         }
-        self.report.info(format!("rolling back onto {}", chosen.name()));
-        self.current_revision = Some(chosen);
-        Ok(())
+        Ok(chosen)
+    }
+
+    /// No deployment in progress that this deploy did not start (or `wait` for it to end).
+    pub(super) fn check_deployments(&mut self, wait: Option<std::time::Duration>) -> Result<()> {
+        if self.cluster_missing || self.service_missing {
+            return Ok(());
+        }
+        let git_tag = push::tree_tag(self.sh, &self.target.images)?;
+        let tree = Tree { git_tag, mode: self.mode };
+        let request = CheckRequest::for_target(self.target, tree, wait, self.command);
+        self.rt.block_on(inflight::check(&self.aws, &request, self.report))
     }
 
     pub(super) fn mark_verified(&mut self) -> Result<()> {
@@ -342,10 +401,11 @@ impl Run<'_> {
         Ok(())
     }
 
-    pub(super) fn roll_service(&mut self) -> Result<()> {
+    pub(super) fn roll_service(&mut self, attach: Option<&str>) -> Result<()> {
         let digests: BTreeMap<String, String> =
             self.pushed.values().map(|p| (p.container.clone(), p.digest.clone())).collect();
         let mut request = RollRequest::for_target(self.target, digests);
+        request.attach = attach.map(String::from);
         let arn = self.vars.get(TASK_DEFINITION).cloned();
         if self.service_missing {
             let arn =
