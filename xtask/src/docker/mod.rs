@@ -535,6 +535,7 @@ fn run_job(
             }
         };
         report.line(&format!("{prefix} $ {cmd}"));
+        let from = lines.len();
         let failed = |reason: String| JobStatus::Failed { command: cmd.to_string(), reason };
         let reader = match cmd.expression_in(dir).stderr_to_stdout().unchecked().reader() {
             Ok(reader) => Arc::new(reader),
@@ -564,10 +565,21 @@ fn run_job(
             if stop.load(Ordering::SeqCst) {
                 return end(JobStatus::Stopped, lines);
             }
-            return end(failed(format!("exited with {status}")), lines);
+            // The message of a failure leads its output (a Ruby error, then its backtrace):
+            // the tail alone would show only the backtrace.
+            let reason = match first_error_line(&lines[from..]) {
+                Some(line) => format!("exited with {status}; its first error line: {line}"),
+                None => format!("exited with {status}"),
+            };
+            return end(failed(reason), lines);
         }
     }
     end(JobStatus::Succeeded, lines)
+}
+
+/// The first line that names an error (`… syntax error …`, `Error: …`, `ERROR [3/5]`).
+fn first_error_line(lines: &[String]) -> Option<&str> {
+    lines.iter().map(String::as_str).find(|l| l.to_ascii_lowercase().contains("error"))
 }
 
 /// Calls `each` with every line of the reader. A line rewritten with `\r` (a progress

@@ -392,10 +392,24 @@ fn a_step_on_the_built_image_runs_it_by_the_id_its_build_wrote_and_stops_the_job
     };
     assert!(command.contains("--entrypoint rails sha256:bad"), "{command}");
     assert!(reason.contains("exit status: 1"), "{reason}");
+    assert!(reason.ends_with("its first error line: booting sha256:bad: SyntaxError"), "{reason}");
     assert_eq!(out[0].tail(1), "booting sha256:bad: SyntaxError");
     assert_eq!(std::fs::read_to_string(&iidfile).unwrap().trim(), "sha256:bad");
 }
 
 fn docker_program(dir: &Path) -> PathBuf {
     dir.join("docker")
+}
+
+#[test]
+fn a_failure_names_the_first_error_line_even_above_a_long_backtrace() {
+    let sh = Shell::new().unwrap();
+    let script = "echo booting; echo '/myapp/app/models/broken.rb:3: syntax error, unexpected end-of-input (SyntaxError)'; for i in $(seq 40); do echo \"	from frame $i\"; done; exit 1";
+    let out = run_parallel(&sh, &Reporter::plain(), &[shell_job("rails", &[script])]);
+    let JobStatus::Failed { reason, .. } = &out[0].status else { panic!("{:?}", out[0].status) };
+    assert!(
+        reason.ends_with("its first error line: /myapp/app/models/broken.rb:3: syntax error, unexpected end-of-input (SyntaxError)"),
+        "{reason}"
+    );
+    assert!(!out[0].tail(TAIL_LINES).contains("syntax error"), "the tail alone misses it");
 }
