@@ -145,6 +145,19 @@ impl Drop for Services {
 }
 
 fn remove_test_images() {
+    // A build stopped mid-way (another image's build failed) can leave the intermediate
+    // container of its current step behind, carrying the test Dockerfiles' label.
+    if let Ok(out) = Command::new("docker")
+        .args(["ps", "--all", "--quiet", "--filter", "label=xtask-test=push"])
+        .output()
+    {
+        let ids: Vec<String> =
+            String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+        if !ids.is_empty() {
+            let _ =
+                Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
+        }
+    }
     let Ok(out) =
         Command::new("docker").args(["images", "-q", "--filter", "label=xtask-test=push"]).output()
     else {
