@@ -1638,3 +1638,21 @@ async fn attaching_to_a_deployment_that_is_gone_fails_the_roll_naming_it() {
     assert!(text.contains(&format!("deployment {ROLLBACK_DEP} is gone")), "{text}");
     assert!(fake.actions().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn ctrl_c_during_the_roll_stops_at_once_naming_the_deployment_that_goes_on() {
+    let fake = clean_force();
+    // This runtime polls on this thread: Ctrl-C as the roll's loop sees it.
+    crate::interrupt::raise_on_this_thread(true);
+    let (result, elapsed) = run(&fake, RollStrategy::ForceNewDeployment, TEN_MINUTES, 7).await;
+    crate::interrupt::raise_on_this_thread(false);
+    let (code, text) = error_text(result);
+    assert_eq!(code, Failure::Roll.exit_code());
+    assert!(
+        text.contains(&format!("interrupted (Ctrl-C) while waiting for deployment {NEW_DEP}")),
+        "{text}"
+    );
+    assert!(text.contains("the same deploy run again on this tree attaches to it"), "{text}");
+    assert_eq!(fake.actions(), ["UpdateService forceNewDeployment"]);
+    assert_eq!(elapsed, Duration::ZERO, "no poll waited for");
+}
