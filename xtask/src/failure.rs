@@ -21,7 +21,8 @@ pub enum Failure {
     Push,
     /// The ECS roll failed: a new task stopped, a deployment rolled back.
     Roll,
-    /// The roll did not finish within its timeout.
+    /// The roll ended without a verdict: its timeout passed, or ECS stopped answering; the
+    /// deployment goes on.
     Timeout,
     /// The new task did not answer the health check as expected.
     Verify,
@@ -80,7 +81,7 @@ impl fmt::Display for Failure {
             Failure::Build => "build failed",
             Failure::Push => "push failed",
             Failure::Roll => "roll failed",
-            Failure::Timeout => "roll timed out",
+            Failure::Timeout => "roll unfinished",
             Failure::Verify => "verification failed",
             Failure::Sandbox => "sandbox failed",
             Failure::Drift => "drift (diff: the definitions differ)",

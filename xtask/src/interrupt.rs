@@ -36,7 +36,29 @@ fn on_interrupt() {
 }
 
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    INTERRUPTED.load(Ordering::SeqCst) || raised_here()
+}
+
+#[cfg(test)]
+thread_local! {
+    static RAISED_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn raised_here() -> bool {
+    RAISED_HERE.with(std::cell::Cell::get)
+}
+
+#[cfg(not(test))]
+fn raised_here() -> bool {
+    false
+}
+
+/// Ctrl-C as this thread sees it, and only this thread: tests run side by side in one process,
+/// and the process-wide flag would stop them all.
+#[cfg(test)]
+pub fn raise_on_this_thread(raised: bool) {
+    RAISED_HERE.with(|r| r.set(raised));
 }
 
 /// Fails (as `class`) when Ctrl-C was pressed, so the caller unwinds and its guards clean up.

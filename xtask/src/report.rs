@@ -22,7 +22,14 @@ pub struct Reporter {
     json: bool,
     started: Instant,
     state: Mutex<State>,
+    /// Sees every event as it is emitted, JSON or not (tests act on a step's start).
+    #[cfg(test)]
+    hook: Option<Box<EventHook>>,
 }
+
+/// What a test's reporter calls with each event.
+#[cfg(test)]
+type EventHook = dyn Fn(&Event) + Send + Sync;
 
 #[derive(Default)]
 struct State {
@@ -49,7 +56,14 @@ impl Reporter {
         } else {
             Style::Plain
         };
-        Reporter { style, json, started: Instant::now(), state: Mutex::new(State::default()) }
+        Reporter {
+            style,
+            json,
+            started: Instant::now(),
+            state: Mutex::new(State::default()),
+            #[cfg(test)]
+            hook: None,
+        }
     }
 
     /// A reporter that prints plain lines and no JSON, for tests.
@@ -60,7 +74,14 @@ impl Reporter {
             json: false,
             started: Instant::now(),
             state: Mutex::new(State::default()),
+            hook: None,
         }
+    }
+
+    /// A [`Reporter::plain`] that calls `hook` with every event.
+    #[cfg(test)]
+    pub fn plain_with_hook(hook: impl Fn(&Event) + Send + Sync + 'static) -> Reporter {
+        Reporter { hook: Some(Box::new(hook)), ..Reporter::plain() }
     }
 
     pub fn json(&self) -> bool {
@@ -122,6 +143,10 @@ impl Reporter {
 
     /// Writes the event as a JSON line on stdout when `--json` is on; otherwise does nothing.
     pub fn emit(&self, event: Event) {
+        #[cfg(test)]
+        if let Some(hook) = &self.hook {
+            hook(&event);
+        }
         if !self.json {
             return;
         }

@@ -267,6 +267,11 @@ pub(crate) mod scripted {
             })
         }
 
+        /// The port it listens on (127.0.0.1).
+        pub fn port(&self) -> u16 {
+            self.addr.port()
+        }
+
         /// The requests received so far, head and body.
         pub fn requests(&self) -> Vec<String> {
             self.requests.lock().unwrap().clone()

@@ -424,6 +424,19 @@ impl JobOutput {
     }
 }
 
+/// What the docker CLI prints when its daemon does not answer.
+const DAEMON_GONE: &[&str] =
+    &["Cannot connect to the Docker daemon", "Is the docker daemon running?"];
+
+/// A failed job's output says the Docker daemon stopped answering (it stopped or restarted
+/// under the job), which no fix of the images mends.
+pub fn daemon_gone(outputs: &[JobOutput]) -> bool {
+    outputs
+        .iter()
+        .filter(|o| matches!(o.status, JobStatus::Failed { .. }))
+        .any(|o| o.lines.iter().any(|line| DAEMON_GONE.iter().any(|words| line.contains(words))))
+}
+
 /// Runs the jobs at the same time, streaming every output line with its job's prefix. When
 /// one fails, the others are stopped: their work would be thrown away anyway.
 pub fn run_parallel(sh: &Shell, report: &Reporter, jobs: &[Job]) -> Vec<JobOutput> {

@@ -463,4 +463,47 @@ mod tests {
         );
         fs::remove_dir_all(&root).unwrap();
     }
+
+    /// A scratch run directory and a stand-in `mariadbd` that never opens its socket.
+    fn fake_server_dir(name: &str) -> (PathBuf, PathBuf, Paths) {
+        use std::os::unix::fs::PermissionsExt;
+        let root = crate::project::target_dir().join("xtask-unit").join(name);
+        let _ = fs::remove_dir_all(&root);
+        let run = root.join("run");
+        fs::create_dir_all(run.join("data")).unwrap();
+        let program = root.join("mariadbd");
+        fs::write(&program, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        let paths = Paths::new(&run, &std::env::temp_dir());
+        (root, program, paths)
+    }
+
+    /// Ctrl-C during the tests phase: whatever unwinds drops the throwaway server, which
+    /// stops its process group and deletes its files. (The real server needs MariaDB
+    /// installed, which `#[ignore]`d tests cover; this is the guard alone.)
+    #[test]
+    fn a_dropped_throwaway_server_is_stopped_and_its_files_removed() {
+        let (_root, program, paths) = fake_server_dir("mariadb-drop");
+        let child = Command::new(&program).process_group(0).spawn().unwrap();
+        let pid = child.id() as libc::pid_t;
+        let server = Server { child: Some(child), paths: paths.clone(), remove_on_drop: true };
+        // SAFETY: signal 0 only checks that the process exists.
+        assert_eq!(unsafe { libc::kill(pid, 0) }, 0, "the stand-in runs");
+        drop(server);
+        // Reaped by the drop: the pid names no process any more.
+        assert_eq!(unsafe { libc::kill(pid, 0) }, -1, "the server still runs");
+        assert!(!paths.dir.exists(), "its files are left: {}", paths.dir.display());
+    }
+
+    #[test]
+    fn ctrl_c_while_the_throwaway_server_starts_stops_it_and_removes_its_files() {
+        let (_root, program, paths) = fake_server_dir("mariadb-ctrl-c");
+        interrupt::raise_on_this_thread(true);
+        let result = Server::start(&program, paths.clone(), true);
+        interrupt::raise_on_this_thread(false);
+        let err = result.err().expect("an interrupted start fails");
+        assert_eq!(Failure::of(&err), Some(Failure::Tests));
+        assert_eq!(format!("{err:#}"), "tests failed: interrupted (Ctrl-C)");
+        assert!(!paths.dir.exists(), "its files are left: {}", paths.dir.display());
+    }
 }

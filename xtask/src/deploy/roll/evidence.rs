@@ -20,8 +20,10 @@ pub enum Cause {
     Pull(PullProblem),
     /// `ResourceInitializationError`: no container ran.
     Init(InitProblem),
-    /// The container was killed for its memory (`OutOfMemoryError`, or exit code 137 on its own).
+    /// The container was killed for its memory (`OutOfMemoryError`).
     OutOfMemory { container: String },
+    /// The container ended by SIGKILL (exit code 137) on its own, with no reason from ECS.
+    Killed { container: String },
     /// ECS stopped the task because container health checks failed.
     HealthCheck { containers: Vec<String> },
     /// An essential container exited by itself.
@@ -105,12 +107,13 @@ pub fn classify(task: &TaskSnapshot, td: &TaskDefinitionSnapshot) -> Cause {
         .filter(essential)
         .filter_map(|c| c.exit_code.map(|code| (c, code)))
         .collect();
-    // 137 is SIGKILL: the kernel's OOM killer when the container ended on its own; when ECS
-    // stopped the task (a deploy, a scale-in), it is only the end of the stop timeout.
+    // 137 is SIGKILL. When ECS stopped the task (a deploy, a scale-in) it is only the end of
+    // the stop timeout; on its own, without ECS's `OutOfMemoryError` (caught above), something
+    // killed it: the memory limit is the likely one, not a certain one.
     let ended_itself =
         task.stop_code.as_deref().is_none_or(|code| code == "EssentialContainerExited");
     if let Some((c, _)) = exited.iter().find(|(_, code)| *code == 137).filter(|_| ended_itself) {
-        return Cause::OutOfMemory { container: c.name.clone() };
+        return Cause::Killed { container: c.name.clone() };
     }
     match exited.iter().find(|(_, code)| *code != 0).or(exited.first()) {
         Some((c, code)) => Cause::Exited { container: c.name.clone(), exit_code: *code },
@@ -180,6 +183,20 @@ pub fn explain(
             format!(
                 "raise `memory` of the task (or the container's `memory` / \
                  `memoryReservation`) in the task definition; `{}` shows what it was doing",
+                logs(container)
+            ),
+        ),
+        Cause::Killed { container } => (
+            format!(
+                "container `{container}` was killed (SIGKILL, exit 137) while it ran, and ECS \
+                 gives no reason: not a stop by ECS (that sends SIGTERM first and says why); \
+                 most often the kernel's out-of-memory killer{}",
+                memory_note(td, def(container))
+            ),
+            format!(
+                "`{}` shows what it was doing when it died; if it was growing, raise `memory` \
+                 of the task (or the container's `memory` / `memoryReservation`) in the task \
+                 definition",
                 logs(container)
             ),
         ),

@@ -131,7 +131,7 @@ impl RollOutcome {
 }
 
 /// Rolls the service and waits for the new tasks; errors carry `Failure::Roll` or
-/// `Failure::Timeout`. When a new task stopped, its containers' logs are read through `logs`.
+/// `Failure::Timeout` (no verdict: the timeout, or ECS no longer answering). When a new task stopped, its containers' logs are read through `logs`.
 pub async fn roll(
     api: &impl EcsApi,
     logs: &impl LogsApi,
@@ -322,13 +322,17 @@ async fn drive<A: EcsApi>(
             Err(e) => {
                 poll_errors += 1;
                 if poll_errors >= MAX_POLL_ERRORS {
+                    // No verdict: like a timeout, the deployment goes on and its end is unknown.
                     return Err(e
                         .context(format!(
-                            "polling ECS failed {poll_errors} times in a row; the roll itself may \
-                             still finish: `aws ecs describe-services --cluster {cluster} --services \
-                             {name}` shows it"
+                            "lost sight of deployment {} of `{name}`: polling ECS failed \
+                             {poll_errors} times in a row. ECS goes on without us: `{}` shows how \
+                             it ends (or `aws ecs describe-services --cluster {cluster} --services \
+                             {name}`), and the same deploy run again on this tree attaches to it",
+                            watch.deployment_id(),
+                            status_command(&req.cli_flags)
                         ))
-                        .context(Failure::Roll));
+                        .context(Failure::Timeout));
                 }
                 report.warn(format!("polling ECS failed, retrying: {e:#}"));
                 false
@@ -419,6 +423,13 @@ async fn drive<A: EcsApi>(
         let wait = poller.next_wait().min(deadline - now);
         tokio::time::sleep(wait).await;
     }
+}
+
+/// `cargo xtask status` on the roll's target.
+fn status_command(cli_flags: &[String]) -> String {
+    let mut words = vec!["cargo xtask status".to_string()];
+    words.extend(cli_flags.iter().cloned());
+    words.join(" ")
 }
 
 /// The last lines of each container's log of a stopped task; a failed read is shown, not raised.

@@ -218,6 +218,10 @@ struct Fake {
     actions: RefCell<Vec<String>>,
     page_size: usize,
     failing_polls: Cell<u32>,
+    /// Every DescribeServices after the roll acted fails as an unreachable endpoint does.
+    unreachable: Cell<bool>,
+    /// DescribeServices calls that failed.
+    failed_polls: Cell<u32>,
 }
 
 impl Fake {
@@ -231,6 +235,8 @@ impl Fake {
             actions: RefCell::new(Vec::new()),
             page_size: 100,
             failing_polls: Cell::new(0),
+            unreachable: Cell::new(false),
+            failed_polls: Cell::new(0),
         }
     }
 
@@ -259,6 +265,10 @@ impl Fake {
 impl EcsApi for Fake {
     async fn describe_service(&self, cluster: &str, service: &str) -> Result<ServiceSnapshot> {
         assert_eq!((cluster, service), (CLUSTER, SERVICE));
+        if self.acted.get() && self.unreachable.get() {
+            self.failed_polls.set(self.failed_polls.get() + 1);
+            bail_unreachable()?;
+        }
         if self.acted.get() && self.failing_polls.get() > 0 {
             self.failing_polls.set(self.failing_polls.get() - 1);
             bail_throttled()?;
@@ -332,6 +342,17 @@ impl EcsApi for Fake {
 
 fn bail_throttled() -> Result<()> {
     Err(anyhow!("ThrottlingException: Rate exceeded"))
+}
+
+/// What [`crate::aws::ecs::Ecs`] returns when the endpoint refuses connections (the SDK's
+/// dispatch failure, after its own retries).
+fn bail_unreachable() -> Result<()> {
+    Err(anyhow!(
+        "dispatch failure: io error: client error (Connect): tcp connect error: Connection \
+         refused (os error 111) (DispatchFailure(DispatchFailure {{ source: ConnectorError {{ \
+         kind: Io, .. }} }}))"
+    )
+    .context(format!("DescribeServices for `{SERVICE}` in cluster `{CLUSTER}` failed")))
 }
 
 /// The roll's result and how long it took on the (paused) clock.
@@ -1113,9 +1134,98 @@ async fn a_few_failed_polls_are_retried_and_too_many_fail_the_roll() {
     fake.failing_polls.set(3);
     let (result, _) = run(&fake, RollStrategy::ForceNewDeployment, TEN_MINUTES, 7).await;
     let (code, text) = error_text(result);
-    assert_eq!(code, 7);
+    assert_eq!(code, Failure::Timeout.exit_code(), "no verdict: {text}");
     assert!(text.contains("polling ECS failed 3 times in a row"), "{text}");
     assert!(text.contains("ThrottlingException"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ecs_unreachable_during_the_roll_is_retried_then_names_the_deployment_to_follow() {
+    let fake = clean_force();
+    fake.unreachable.set(true);
+    let req = RollRequest {
+        cluster: CLUSTER.to_string(),
+        service: SERVICE.to_string(),
+        strategy: RollStrategy::ForceNewDeployment,
+        expected_digests: digests(),
+        timeout: TEN_MINUTES,
+        poll: Schedule { seed: 7, ..poll_schedule() },
+        cli_flags: vec!["--target".into(), "staging".into()],
+        task_definition: None,
+        service_created: false,
+        attach: None,
+        desired_count: None,
+    };
+    let started = Instant::now();
+    let result = roll(&fake, &FakeLogs::new(), &req, &Reporter::plain()).await;
+    let elapsed = started.elapsed();
+    let (code, text) = error_text(result);
+    eprintln!("{text}");
+    assert_eq!(fake.actions(), ["UpdateService forceNewDeployment"], "the roll started");
+    assert_eq!(
+        fake.failed_polls.get(),
+        MAX_POLL_ERRORS,
+        "each failed poll but the last is retried"
+    );
+    assert_eq!(code, Failure::Timeout.exit_code(), "no verdict, like a timeout: {text}");
+    assert!(
+        text.starts_with(&format!(
+            "roll unfinished: lost sight of deployment {NEW_DEP} of `{SERVICE}`: polling ECS \
+             failed 3 times in a row"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("`cargo xtask status --target staging` shows how it ends"), "{text}");
+    assert!(text.contains("run again on this tree attaches to it"), "{text}");
+    assert!(text.contains("Connection refused"), "the last error is shown: {text}");
+    assert!(elapsed < Duration::from_secs(5), "gave up after {elapsed:?}, not at the timeout");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_task_killed_during_the_roll_fails_at_once_with_the_kill() {
+    // new1 is RUNNING with both containers HEALTHY at 52 s; at 53 s rails is SIGKILLed from
+    // outside (no reason recorded) and ECS stops the task.
+    let killed = stopping(
+        task(
+            "new1",
+            NEW_DEP,
+            "STOPPING",
+            vec![
+                {
+                    let mut c = ctr("rails", "STOPPED", H::Healthy, Some(RAILS_NEW));
+                    c.exit_code = Some(137);
+                    c
+                },
+                ctr("nginx", "RUNNING", H::Healthy, Some(NGINX_NEW)),
+            ],
+        ),
+        "STOPPING",
+        TaskStopCode::EssentialContainerExited,
+        "Essential container in task exited",
+    );
+    let fake = force_then(
+        53.0,
+        vec![at(53.0, in_progress(0, 0, 1, &[E0, E_START]), vec![old_task("old1"), killed])],
+    );
+    let (result, elapsed) = run(&fake, RollStrategy::ForceNewDeployment, TEN_MINUTES, 7).await;
+    let (code, text) = error_text(result);
+    eprintln!("{text}");
+    assert_eq!(code, Failure::Roll.exit_code());
+    assert!(
+        text.contains(
+            "new task new1 is stopping (last status STOPPING, EssentialContainerExited): \
+             Essential container in task exited"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("container rails: STOPPED, exit code 137"), "{text}");
+    assert!(
+        text.contains("cause: container `rails` was killed (SIGKILL, exit 137) while it ran"),
+        "{text}"
+    );
+    assert!(!text.contains("used more memory than it may"), "no OutOfMemoryError: {text}");
+    assert!(text.contains("next: `cargo xtask logs new1 --container rails`"), "{text}");
+    assert_within(elapsed, 53.0, "the kill");
 }
 
 #[tokio::test(start_paused = true)]
@@ -1527,4 +1637,22 @@ async fn attaching_to_a_deployment_that_is_gone_fails_the_roll_naming_it() {
     assert_eq!(code, Failure::Roll.exit_code());
     assert!(text.contains(&format!("deployment {ROLLBACK_DEP} is gone")), "{text}");
     assert!(fake.actions().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn ctrl_c_during_the_roll_stops_at_once_naming_the_deployment_that_goes_on() {
+    let fake = clean_force();
+    // This runtime polls on this thread: Ctrl-C as the roll's loop sees it.
+    crate::interrupt::raise_on_this_thread(true);
+    let (result, elapsed) = run(&fake, RollStrategy::ForceNewDeployment, TEN_MINUTES, 7).await;
+    crate::interrupt::raise_on_this_thread(false);
+    let (code, text) = error_text(result);
+    assert_eq!(code, Failure::Roll.exit_code());
+    assert!(
+        text.contains(&format!("interrupted (Ctrl-C) while waiting for deployment {NEW_DEP}")),
+        "{text}"
+    );
+    assert!(text.contains("the same deploy run again on this tree attaches to it"), "{text}");
+    assert_eq!(fake.actions(), ["UpdateService forceNewDeployment"]);
+    assert_eq!(elapsed, Duration::ZERO, "no poll waited for");
 }

@@ -33,6 +33,10 @@ use crate::{interrupt, rspec};
 /// build's start (moto also rounds push times down to the second).
 const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The next step when the Docker daemon stopped answering under a build or a push.
+const DAEMON_GONE: &str = "the Docker daemon stopped answering: start it (`sudo systemctl start \
+    docker`, or Docker Desktop) and deploy again";
+
 /// What a run leaves, for the summary.
 pub struct Finished {
     /// Each roll verified, in order (a first deploy has two).
@@ -445,14 +449,15 @@ impl Run<'_> {
         }
         let images: Vec<_> = outputs.iter().filter(|o| o.label != "tests").cloned().collect();
         if !builds.is_empty() {
-            push::job_failures(
-                &images,
-                "build",
+            let next = if docker::daemon_gone(&images) {
+                format!("nothing was pushed; {DAEMON_GONE}")
+            } else {
                 "nothing was pushed: fix the cause above and deploy again (a failed `docker run \
                  --rm --network none` is the smoke boot: the image just built, started once here \
-                 without a database or the real secrets; `--skip-smoke` skips it)",
-            )
-            .context(Failure::Build)?;
+                 without a database or the real secrets; `--skip-smoke` skips it)"
+                    .to_string()
+            };
+            push::job_failures(&images, "build", &next).context(Failure::Build)?;
             for (image, iidfile) in builds {
                 let id = push::read_iidfile(iidfile).context(Failure::Build)?;
                 self.report.emit(Event::ImageBuilt {
@@ -465,12 +470,12 @@ impl Run<'_> {
             }
         }
         if !pushes.is_empty() {
-            push::job_failures(
-                &images,
-                "push",
-                "check that the registry answers and deploy again (every image is rebuilt and pushed)",
-            )
-            .context(Failure::Push)?;
+            let next = if docker::daemon_gone(&images) {
+                DAEMON_GONE
+            } else {
+                "check that the registry answers and deploy again (every image is rebuilt and pushed)"
+            };
+            push::job_failures(&images, "push", next).context(Failure::Push)?;
             self.last_push.clear();
             for ((container, repository, uri), output) in pushes.into_iter().zip(&images) {
                 let uri = self.fill(uri);
@@ -592,3 +597,6 @@ fn check_build_files(root: &Path, paths: &[std::path::PathBuf]) -> Result<()> {
 }
 
 mod service;
+
+#[cfg(test)]
+mod faults;

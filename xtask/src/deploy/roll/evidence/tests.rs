@@ -155,13 +155,21 @@ async fn failed_health_checks_quote_the_check_from_the_definition() {
 }
 
 #[tokio::test]
-async fn exit_137_is_memory_only_when_the_container_ended_on_its_own() {
+async fn exit_137_is_a_kill_only_when_the_container_ended_on_its_own() {
     let (mut task, td, _, _) = stopped("health-checks").await;
     task.containers[0].exit_code = Some(137);
     assert!(matches!(classify(&task, &td), Cause::HealthCheck { .. }));
     task.stopped_reason = Some("Scaling activity initiated by (deployment ecs-svc/3)".into());
     assert_eq!(classify(&task, &td), Cause::Exited { container: "rails".into(), exit_code: 137 });
     task.stop_code = Some("EssentialContainerExited".into());
+    assert_eq!(classify(&task, &td), Cause::Killed { container: "rails".into() });
+    let text = explain(&Cause::Killed { container: "rails".into() }, &task, &td, &[]);
+    assert!(text.contains("container `rails` was killed (SIGKILL, exit 137)"), "{text}");
+    assert!(text.contains("most often the kernel's out-of-memory killer"), "{text}");
+    assert!(text.contains(&logs_next("rails")), "{text}");
+    // ECS's own word for the memory limit is a certainty, not a likelihood.
+    task.containers[0].reason =
+        Some("OutOfMemoryError: Container killed due to memory usage".into());
     assert_eq!(classify(&task, &td), Cause::OutOfMemory { container: "rails".into() });
 }
 
