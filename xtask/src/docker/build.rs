@@ -13,6 +13,20 @@ use super::{Docker, DockerCmd};
 use crate::aws::ecr::Secret;
 use crate::failure::Failure;
 
+/// The intermediate containers a stopped build left: in `after` and not in `before` (both
+/// [`Docker::created_containers`] outputs), made for a Dockerfile instruction (`#(nop)`) and
+/// never started. The legacy builder leaves one when its client is killed mid-step.
+pub fn left_by_stopped_builds(before: &str, after: &str) -> Vec<String> {
+    let known: std::collections::HashSet<&str> =
+        before.lines().filter_map(|l| l.split('\t').next()).collect();
+    after
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(id, command)| !known.contains(id) && command.contains("#(nop)"))
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
 /// What `docker build` gets. It tags nothing: the deploy tags the image by the ID the build
 /// wrote to `iidfile`, so that what it pushes is what it built even when something else on
 /// the engine moves a tag of the same name in the meantime.
@@ -30,6 +44,27 @@ pub struct BuildSpec {
 }
 
 impl Docker {
+    /// The containers in state `created`, with their command: `<id>\t<command>` per line
+    /// (how a stopped build's intermediate containers are found).
+    pub fn created_containers(&self) -> DockerCmd {
+        self.cmd([
+            "ps",
+            "--all",
+            "--no-trunc",
+            "--filter",
+            "status=created",
+            "--format",
+            "{{.ID}}\t{{.Command}}",
+        ])
+    }
+
+    /// `docker rm --force ID...`.
+    pub fn remove_containers(&self, ids: &[String]) -> DockerCmd {
+        let mut args = vec!["rm".to_string(), "--force".to_string()];
+        args.extend(ids.iter().cloned());
+        self.cmd(args)
+    }
+
     /// `docker version`: fails when the daemon does not answer.
     pub fn version(&self) -> DockerCmd {
         self.cmd(["version", "--format", "{{.Server.Version}}"])

@@ -26,7 +26,8 @@ use crate::aws::ecr::Secret;
 use crate::report::Reporter;
 
 pub use build::{
-    is_digest, pushed_digest, repo_digest, server_version, BuildSpec, DockerConfigDir,
+    is_digest, left_by_stopped_builds, pushed_digest, repo_digest, server_version, BuildSpec,
+    DockerConfigDir,
 };
 
 /// How many lines of a failed command's output an error shows.

@@ -413,3 +413,15 @@ fn a_failure_names_the_first_error_line_even_above_a_long_backtrace() {
     );
     assert!(!out[0].tail(TAIL_LINES).contains("syntax error"), "the tail alone misses it");
 }
+
+#[test]
+fn a_stopped_build_leaves_only_new_never_started_instruction_containers_to_remove() {
+    let before = "aaa\t\"sleep infinity\"\n";
+    let after = "aaa\t\"sleep infinity\"\nbbb\t\"/bin/sh -c '#(nop)  ARG NGINX_IMAGE=unset'\"\nccc\t\"my-app --serve\"\n";
+    assert_eq!(left_by_stopped_builds(before, after), ["bbb"]);
+    assert!(left_by_stopped_builds(after, after).is_empty());
+    assert_eq!(
+        Docker::default().created_containers().to_string(),
+        "docker ps --all --no-trunc --filter status=created --format '{{.ID}}\t{{.Command}}'"
+    );
+}

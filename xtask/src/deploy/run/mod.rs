@@ -207,6 +207,28 @@ impl Run<'_> {
         failed.map_or(Ok(()), Err)
     }
 
+    /// Removes what the builds this run stopped left behind (best effort: it is said, never
+    /// fatal).
+    fn remove_stopped_build_containers(&self, before: &str) {
+        let docker = &self.opts.docker;
+        let Ok(after) = docker.created_containers().read(self.sh) else { return };
+        let left = docker::left_by_stopped_builds(before, &after);
+        if left.is_empty() {
+            return;
+        }
+        match docker.remove_containers(&left).read(self.sh) {
+            Ok(_) => self.report.info(format!(
+                "removed {} intermediate container(s) a stopped build left",
+                left.len()
+            )),
+            Err(e) => self.report.warn(format!(
+                "a stopped build left {} intermediate container(s) that could not be removed ({e:#}): `docker rm {}`",
+                left.len(),
+                left.join(" ")
+            )),
+        }
+    }
+
     /// Fills the run's placeholders in a plan value.
     fn fill(&self, text: &str) -> String {
         let mut out = text.to_string();
@@ -427,8 +449,17 @@ impl Run<'_> {
                 other => return Err(anyhow!("`{other}` cannot run side by side")),
             }
         }
+        let created_before = match builds.is_empty() {
+            true => None,
+            false => self.opts.docker.created_containers().read(self.sh).ok(),
+        };
         let outputs = docker::run_parallel(self.sh, self.report, &jobs);
         drop(suite);
+        if let Some(before) = created_before {
+            if outputs.iter().any(|o| o.status == JobStatus::Stopped) {
+                self.remove_stopped_build_containers(&before);
+            }
+        }
         if let Some(tests) = outputs
             .iter()
             .find(|o| o.label == "tests" && matches!(o.status, JobStatus::Failed { .. }))
