@@ -311,9 +311,10 @@ async fn drive<A: EcsApi>(
         if crate::interrupt::interrupted() {
             return Err(anyhow!(
                 "interrupted (Ctrl-C) while waiting for deployment {}: ECS goes on without us; \
-                 `aws ecs describe-services --cluster {cluster} --services {name}` shows how it ends, \
-                 and the same deploy run again on this tree attaches to it",
-                watch.deployment_id()
+                 `{}` (or `aws ecs describe-services --cluster {cluster} --services {name}`) shows \
+                 how it ends, and the same deploy run again on this tree attaches to it",
+                watch.deployment_id(),
+                status_command(&req.cli_flags)
             )
             .context(Failure::Roll));
         }
@@ -410,10 +411,11 @@ async fn drive<A: EcsApi>(
                 .map_or("no observation succeeded".to_string(), Progress::summary);
             return Err(anyhow!(
                 "the roll of `{name}` did not finish within {}\n{summary}\n\
-                 ECS keeps going on its own: `aws ecs describe-services --cluster {cluster} \
-                 --services {name}` shows how it ends; if the service needs longer, raise \
-                 `timeouts.roll` in deploy.toml",
-                human_duration(req.timeout)
+                 ECS keeps going on its own: `{}` (or `aws ecs describe-services --cluster \
+                 {cluster} --services {name}`) shows how it ends; if the service needs longer, \
+                 raise `timeouts.roll` in deploy.toml",
+                human_duration(req.timeout),
+                status_command(&req.cli_flags)
             )
             .context(Failure::Timeout));
         }
