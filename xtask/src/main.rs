@@ -11,6 +11,7 @@ mod event;
 mod failure;
 mod fingerprint;
 mod interrupt;
+mod lockfile;
 mod poll;
 mod project;
 mod report;

@@ -4,14 +4,14 @@
 //! kill included; the file names the holder (pid, command line, start) for the one that waits.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
 
 use crate::failure::Failure;
+use crate::lockfile::{holder, try_flock};
 use crate::report::{human_duration, Reporter};
 
 /// How often a waiting deploy tries the lock again.
@@ -62,7 +62,10 @@ impl DeployLock {
             .context(Failure::Preflight)?;
         let started = Instant::now();
         let mut told: Option<Instant> = None;
-        while !try_flock(&file).context(Failure::Preflight)? {
+        while !try_flock(&file)
+            .context("cannot lock the deploy lock")
+            .context(Failure::Preflight)?
+        {
             let holder = holder(&mut file).unwrap_or_else(|| "a process that wrote no name".into());
             let Some(limit) = wait else {
                 return Err(anyhow!(
@@ -117,28 +120,6 @@ pub fn holder_of(path: &Path) -> Option<String> {
         return None;
     }
     holder(&mut file)
-}
-
-fn try_flock(file: &File) -> Result<bool> {
-    // SAFETY: flock on a file descriptor we own; no memory is shared.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(anyhow!("cannot lock the deploy lock: {err}"))
-    }
-}
-
-fn holder(file: &mut File) -> Option<String> {
-    let mut text = String::new();
-    file.rewind().ok()?;
-    file.read_to_string(&mut text).ok()?;
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_string())
 }
 
 #[cfg(test)]

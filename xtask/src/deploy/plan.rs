@@ -374,11 +374,21 @@ impl Plan {
         wait: bool,
     ) -> Plan {
         let mut plan = Plan { command: "rollback", mode: Mode::Later, steps: Vec::new() };
-        plan.push(
+        plan.check_existing_service(target);
+        plan.check_deployments(target, wait);
+        plan.push(Phase::Register, Action::Select { revision: revision.to_string(), digests });
+        // The revision's image holds its own entrypoint: the tree's last line may not be its.
+        plan.roll_and_verify_only(target, mode.map(|m| (m, None)), None);
+        plan
+    }
+
+    /// DescribeClusters and DescribeServices: both must exist (a rollback, an attach).
+    fn check_existing_service(&mut self, target: &Target) {
+        self.push(
             Phase::Preflight,
             Action::CheckCluster { cluster: target.cluster.clone(), create_missing: false },
         );
-        plan.push(
+        self.push(
             Phase::Preflight,
             Action::CheckService {
                 cluster: target.cluster.clone(),
@@ -388,11 +398,6 @@ impl Plan {
                 warn_running: false,
             },
         );
-        plan.check_deployments(target, wait);
-        plan.push(Phase::Register, Action::Select { revision: revision.to_string(), digests });
-        // The revision's image holds its own entrypoint: the tree's last line may not be its.
-        plan.roll_and_verify_only(target, mode.map(|m| (m, None)), None);
-        plan
     }
 
     /// Resumes an interrupted deploy of this tree: no build, no push, no new revision; the roll
@@ -402,20 +407,7 @@ impl Plan {
         let mut plan = Plan { command, mode: attach.mode, steps: Vec::new() };
         let source = credentials_source(target);
         plan.push(Phase::Preflight, Action::CheckCredentials { source });
-        plan.push(
-            Phase::Preflight,
-            Action::CheckCluster { cluster: target.cluster.clone(), create_missing: false },
-        );
-        plan.push(
-            Phase::Preflight,
-            Action::CheckService {
-                cluster: target.cluster.clone(),
-                service: target.service.clone(),
-                create_missing: false,
-                refuse_running: false,
-                warn_running: false,
-            },
-        );
+        plan.check_existing_service(target);
         plan.push(
             Phase::Register,
             Action::Attach {
@@ -785,4 +777,4 @@ impl fmt::Display for Action {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

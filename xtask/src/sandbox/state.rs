@@ -2,8 +2,7 @@
 //! keeps two `up`s from starting the same thing twice.
 
 use std::fs::File;
-use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::failure::Failure;
+use crate::lockfile::{holder, try_flock};
 use crate::report::Reporter;
 
 /// The sandbox's directory (`target/sandbox`) and the files in it.
@@ -145,7 +145,7 @@ impl Lock {
             .with_context(|| format!("cannot open the lock file {}", path.display()))?;
         let started = Instant::now();
         let mut told = false;
-        while !try_flock(&file)? {
+        while !try_flock(&file).context("cannot lock the sandbox")? {
             if !told {
                 let holder = holder(&mut file).unwrap_or_else(|| "another process".into());
                 report.info(format!(
@@ -170,28 +170,6 @@ impl Lock {
         file.flush()?;
         Ok(Lock { _file: file })
     }
-}
-
-fn try_flock(file: &File) -> Result<bool> {
-    // SAFETY: flock on a file descriptor we own; no memory is shared.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(anyhow!("cannot lock the sandbox: {err}"))
-    }
-}
-
-fn holder(file: &mut File) -> Option<String> {
-    let mut text = String::new();
-    file.rewind().ok()?;
-    file.read_to_string(&mut text).ok()?;
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_string())
 }
 
 /// The directory exists and holds nothing the sandbox needs to keep.

@@ -298,17 +298,7 @@ fn target(sandbox: bool) -> Target {
         .unwrap()
 }
 
-/// Compares with `xtask/test_data/plan/<name>.txt`; `XTASK_BLESS=1` rewrites the file.
-fn golden(name: &str, plan: &Plan) {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/plan").join(format!("{name}.txt"));
-    let text = plan.lines().join("\n") + "\n";
-    if std::env::var_os("XTASK_BLESS").is_some() {
-        std::fs::write(&path, &text).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(text, expected, "{} differs (XTASK_BLESS=1 rewrites it)", path.display());
-}
+use crate::deploy::plan::tests::golden;
 
 #[test]
 fn the_attach_plan_rolls_verifies_and_checks_the_log_but_builds_and_pushes_nothing() {

@@ -16,7 +16,8 @@ fn opts() -> PlanOptions {
 }
 
 /// Compares with `xtask/test_data/plan/<name>.txt`; `XTASK_BLESS=1` rewrites the file.
-fn golden(name: &str, plan: &Plan) {
+/// Compares with `xtask/test_data/plan/<name>.txt`; `XTASK_BLESS=1` rewrites the file.
+pub(crate) fn golden(name: &str, plan: &Plan) {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/plan").join(format!("{name}.txt"));
     let text = plan.lines().join("\n") + "\n";
